@@ -1,0 +1,4 @@
+//! The `strata` command line (library part, shared by the `strata` and `strata-overlay`
+//! binaries).
+
+pub mod mount_cmd;

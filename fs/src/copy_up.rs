@@ -1,0 +1,313 @@
+//! Copy-up: the first change to a lower object copies it into the upper layer.
+//!
+//! Data and metadata go to a temp file in `workdir/work`, which is fsynced (unless `volatile`)
+//! and then renamed into place, so a crash never leaves a partial file under its real name
+//! (invariant 3; kernel overlayfs does the same, fs/overlayfs/copy_up.c). Data is cloned with
+//! FICLONE where the filesystem can, else copied with copy_file_range, else read/write, and
+//! holes are skipped with SEEK_DATA/SEEK_HOLE. Only the node being copied is locked.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, SeekFrom, Stat, Timestamps};
+use rustix::io::Errno;
+
+use crate::error::{Error, Op, Result};
+use crate::union::{Node, Union, ROOT, UPPER};
+use crate::whiteout;
+
+/// Copies `node` (and, first, its parent directories) into the upper layer.
+pub(crate) fn copy_up(u: &Union, node: &Arc<Node>) -> Result<()> {
+    let _lock = node.copy_lock.lock();
+    let st = node.state();
+    if st.layers.first() == Some(&UPPER) {
+        return Ok(());
+    }
+    if node.ino == ROOT {
+        // The upper root always exists; the root's layers include it from the start.
+        return Ok(());
+    }
+    if st.unlinked {
+        return Err(Error::new("copy-up of removed file", Errno::NOENT));
+    }
+    u.ensure_upper(st.parent)?;
+    let src_layer = st.layers[0];
+    let src_dir = u.parent_fd(&st, src_layer)?;
+    let dst_dir = u.parent_fd(&st, UPPER)?;
+    let work = u.work()?;
+    let name = st.name.as_os_str();
+    let src = rfs::statat(&src_dir, name, AtFlags::SYMLINK_NOFOLLOW).op("copy-up: stat")?;
+    let tmp = u.tmp_name();
+    let origin = node.ino;
+
+    let noatime = !u.stack.layers[src_layer as usize].kernel_ro;
+    let made = make_copy(noatime, &src_dir, name, &src, work, &tmp);
+    let result = made.and_then(|()| {
+        copy_xattrs(
+            &src_dir,
+            name,
+            work,
+            &tmp,
+            FileType::from_raw_mode(src.st_mode),
+        )?;
+        let o = Union::proc_path(work, &tmp);
+        // Record the original inode number so st_ino survives copy-up and remount. A
+        // filesystem without xattrs (or a symlink rootless) just keeps the new number.
+        let _ = rfs::lsetxattr(
+            OsStr::from_bytes(&o),
+            u.origin_xattr.as_str(),
+            &origin.to_le_bytes(),
+            rfs::XattrFlags::empty(),
+        );
+        copy_owner_mode_times(work, &tmp, &src)?;
+        if !u.cfg.volatile && FileType::from_raw_mode(src.st_mode) == FileType::RegularFile {
+            let f = rfs::openat(
+                work,
+                &tmp,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .op("copy-up: reopen")?;
+            rfs::fsync(&f).op("copy-up: fsync")?;
+        }
+        rfs::renameat_with(work, &tmp, &dst_dir, name, rfs::RenameFlags::NOREPLACE)
+            .op("copy-up: rename")
+    });
+    if let Err(e) = result {
+        let _ = crate::tree::remove_entry(work, &cstr(&tmp));
+        return Err(e);
+    }
+    let mut w = node.st.write();
+    let mut layers = vec![UPPER];
+    if w.kind == FileType::Directory {
+        layers.extend(w.layers.iter().copied());
+    }
+    w.layers = layers;
+    Ok(())
+}
+
+fn cstr(s: &OsStr) -> std::ffi::CString {
+    std::ffi::CString::new(s.as_bytes()).unwrap_or_default()
+}
+
+/// Creates the copy of `name` as `tmp` in `work`: data for files, target for symlinks, an
+/// empty directory for directories, the node itself for the rest.
+fn make_copy(
+    noatime: bool,
+    src_dir: &OwnedFd,
+    name: &OsStr,
+    src: &Stat,
+    work: &OwnedFd,
+    tmp: &OsString,
+) -> Result<()> {
+    let perm = Mode::from_raw_mode(0o700);
+    match FileType::from_raw_mode(src.st_mode) {
+        FileType::Directory => rfs::mkdirat(work, tmp, perm).op("copy-up: mkdir"),
+        FileType::Symlink => {
+            let target = rfs::readlinkat(src_dir, name, Vec::new()).op("copy-up: readlink")?;
+            rfs::symlinkat(target.as_c_str(), work, tmp).op("copy-up: symlink")
+        }
+        FileType::RegularFile => {
+            let mut fl = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            if noatime {
+                fl |= OFlags::NOATIME;
+            }
+            let from = match rfs::openat(src_dir, name, fl, Mode::empty()) {
+                Err(Errno::PERM) => rfs::openat(src_dir, name, fl - OFlags::NOATIME, Mode::empty()),
+                r => r,
+            }
+            .op("copy-up: open source")?;
+            let to = rfs::openat(
+                work,
+                tmp,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .op("copy-up: create")?;
+            copy_data(&from, &to, src.st_size as u64)
+        }
+        ft => rfs::mknodat(work, tmp, ft, Mode::from_raw_mode(0o600), src.st_rdev)
+            .op("copy-up: mknod"),
+    }
+}
+
+/// Copies `len` bytes: FICLONE, else copy_file_range per data extent, else read/write.
+pub(crate) fn copy_data(from: &OwnedFd, to: &OwnedFd, len: u64) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    if rfs::ioctl_ficlone(to, from).is_ok() {
+        return Ok(());
+    }
+    let mut pos = 0u64;
+    while pos < len {
+        let data = match rfs::seek(from, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(Errno::NXIO) => break, // only a hole is left
+            Err(Errno::INVAL) | Err(Errno::NOTSUP) => pos, // no SEEK_DATA here: copy all
+            Err(e) => return Err(Error::new("copy-up: SEEK_DATA", e)),
+        };
+        let end = match rfs::seek(from, SeekFrom::Hole(data)) {
+            Ok(h) => h.min(len),
+            Err(_) => len,
+        };
+        copy_range(from, to, data, end)?;
+        pos = end;
+    }
+    // A trailing hole: extend without writing.
+    rfs::ftruncate(to, len).op("copy-up: set size")
+}
+
+fn copy_range(from: &OwnedFd, to: &OwnedFd, start: u64, end: u64) -> Result<()> {
+    let mut off = start;
+    let mut use_cfr = true;
+    let mut buf: Vec<u8> = Vec::new();
+    while off < end {
+        let want = ((end - off).min(1 << 30)) as usize;
+        if use_cfr {
+            let mut i = off;
+            let mut o = off;
+            match rfs::copy_file_range(from, Some(&mut i), to, Some(&mut o), want) {
+                Ok(0) => break,
+                Ok(n) => {
+                    off += n as u64;
+                    continue;
+                }
+                Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) => {
+                    use_cfr = false
+                }
+                Err(e) => return Err(Error::new("copy-up: copy_file_range", e)),
+            }
+        }
+        if buf.is_empty() {
+            buf = vec![0u8; 1 << 20];
+        }
+        let n = want.min(buf.len());
+        let r = rustix::io::pread(from, &mut buf[..n], off).op("copy-up: read")?;
+        if r == 0 {
+            break;
+        }
+        let mut done = 0;
+        while done < r {
+            done +=
+                rustix::io::pwrite(to, &buf[done..r], off + done as u64).op("copy-up: write")?;
+        }
+        off += r as u64;
+    }
+    Ok(())
+}
+
+/// Copies every xattr that is not overlay bookkeeping. Xattrs the upper cannot take
+/// (`trusted.*` rootless, `security.*` under an LSM) are skipped, as kernel overlayfs skips
+/// what the LSM refuses; an xattr the user set explicitly is never silently dropped later,
+/// since setxattr on the union reports its own errors.
+fn copy_xattrs(
+    src_dir: &OwnedFd,
+    name: &OsStr,
+    work: &OwnedFd,
+    tmp: &OsStr,
+    kind: FileType,
+) -> Result<()> {
+    let sp = Union::proc_path(src_dir, name);
+    let dp = Union::proc_path(work, tmp);
+    let (sp, dp) = (OsStr::from_bytes(&sp), OsStr::from_bytes(&dp));
+    let names = match list_xattrs(sp) {
+        Ok(n) => n,
+        Err(Errno::NOTSUP) => return Ok(()),
+        Err(e) => return Err(Error::new("copy-up: listxattr", e)),
+    };
+    for x in names.split(|b| *b == 0).filter(|x| !x.is_empty()) {
+        if whiteout::is_private_xattr(x) {
+            continue;
+        }
+        let xn = OsStr::from_bytes(x);
+        let v = match get_xattr(sp, xn) {
+            Ok(v) => v,
+            Err(Errno::NODATA) => continue,
+            Err(e) => return Err(Error::new("copy-up: getxattr", e)),
+        };
+        match rfs::lsetxattr(dp, xn, &v, rfs::XattrFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::PERM | Errno::NOTSUP | Errno::ACCESS) => {}
+            Err(e) if kind == FileType::Symlink => log::debug!("xattr on symlink: {e}"),
+            Err(e) => return Err(Error::new("copy-up: setxattr", e)),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn list_xattrs(path: &OsStr) -> rustix::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        match rfs::llistxattr(path, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(Errno::RANGE) => {
+                let n = rfs::llistxattr(path, &mut [0u8; 0][..])?;
+                buf.resize(n.max(buf.len() * 2), 0);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+pub(crate) fn get_xattr(path: &OsStr, name: &OsStr) -> rustix::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match rfs::lgetxattr(path, name, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(Errno::RANGE) => {
+                let n = rfs::lgetxattr(path, name, &mut [0u8; 0][..])?;
+                buf.resize(n.max(buf.len() * 2), 0);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Owner first (chown clears setuid/setgid), then mode, then times (last, so nothing after
+/// touches them).
+fn copy_owner_mode_times(work: &OwnedFd, tmp: &OsStr, src: &Stat) -> Result<()> {
+    let kind = FileType::from_raw_mode(src.st_mode);
+    rfs::chownat(
+        work,
+        tmp,
+        Some(rfs::Uid::from_raw(src.st_uid)),
+        Some(rfs::Gid::from_raw(src.st_gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .op("copy-up: chown")?;
+    if kind != FileType::Symlink {
+        let fd = rfs::openat(
+            work,
+            tmp,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .op("copy-up: open")?;
+        let p = Union::proc_path(&fd, OsStr::new("."));
+        rfs::chmod(
+            OsStr::from_bytes(&p),
+            Mode::from_raw_mode(src.st_mode & 0o7777),
+        )
+        .op("copy-up: chmod")?;
+    }
+    let times = Timestamps {
+        last_access: rfs::Timespec {
+            tv_sec: src.st_atime,
+            tv_nsec: src.st_atime_nsec as _,
+        },
+        last_modification: rfs::Timespec {
+            tv_sec: src.st_mtime,
+            tv_nsec: src.st_mtime_nsec as _,
+        },
+    };
+    rfs::utimensat(work, tmp, &times, AtFlags::SYMLINK_NOFOLLOW).op("copy-up: utimes")
+}

@@ -1,0 +1,268 @@
+//! Attributes as the union shows them, and getattr/setattr.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat, Timestamps};
+use rustix::io::Errno;
+
+use super::{Ctx, Ino, Node, Union, ROOT};
+use crate::error::{Error, Op, Result};
+
+/// `stat` of a union inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number (= FUSE node id).
+    pub ino: Ino,
+    /// `st_mode`, type bits included.
+    pub mode: u32,
+    /// Link count.
+    pub nlink: u32,
+    /// Owner as the caller sees it.
+    pub uid: u32,
+    /// Group as the caller sees it.
+    pub gid: u32,
+    /// Device number for device nodes.
+    pub rdev: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// 512-byte blocks.
+    pub blocks: u64,
+    /// Preferred I/O size.
+    pub blksize: u32,
+    /// Access time (seconds, nanoseconds).
+    pub atime: (i64, u32),
+    /// Modification time.
+    pub mtime: (i64, u32),
+    /// Status change time.
+    pub ctime: (i64, u32),
+}
+
+impl Attr {
+    /// The file type.
+    pub fn kind(&self) -> FileType {
+        FileType::from_raw_mode(self.mode)
+    }
+}
+
+/// What a setattr asks for. `None` leaves a field alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    /// New permission bits (type bits ignored).
+    pub mode: Option<u32>,
+    /// New owner (caller's view).
+    pub uid: Option<u32>,
+    /// New group (caller's view).
+    pub gid: Option<u32>,
+    /// New size.
+    pub size: Option<u64>,
+    /// New atime; `Some(None)` means now.
+    pub atime: Option<Option<(i64, u32)>>,
+    /// New mtime; `Some(None)` means now.
+    pub mtime: Option<Option<(i64, u32)>>,
+}
+
+fn ts(t: Option<Option<(i64, u32)>>) -> rfs::Timespec {
+    match t {
+        None => rfs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        },
+        Some(None) => rfs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_NOW,
+        },
+        Some(Some((s, ns))) => rfs::Timespec {
+            tv_sec: s,
+            tv_nsec: ns as _,
+        },
+    }
+}
+
+impl Union {
+    /// Converts a layer stat into the union's view of node `node`.
+    pub(crate) fn attr_of(&self, node: &Node, st: &Stat, nlayers: usize) -> Attr {
+        let kind = FileType::from_raw_mode(st.st_mode);
+        let unlinked = node.st.read().unlinked;
+        let nlink = if unlinked
+            && kind != FileType::Directory
+            && st.st_nlink > 0
+            && !self.pinned_is_upper(node)
+        {
+            // A lower file hidden by a whiteout still has its links in the lower layer.
+            0
+        } else if kind == FileType::Directory && nlayers > 1 {
+            // Merged directories report 1, as kernel overlayfs does (ovl_getattr): the real
+            // count would need every layer's listing; 1 tells find(1) not to rely on it.
+            1
+        } else {
+            st.st_nlink as u32
+        };
+        Attr {
+            ino: node.ino,
+            mode: st.st_mode,
+            nlink,
+            uid: self.show_uid(st.st_uid),
+            gid: self.show_gid(st.st_gid),
+            rdev: st.st_rdev,
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            blksize: st.st_blksize as u32,
+            atime: (st.st_atime, st.st_atime_nsec as u32),
+            mtime: (st.st_mtime, st.st_mtime_nsec as u32),
+            ctime: (st.st_ctime, st.st_ctime_nsec as u32),
+        }
+    }
+
+    fn pinned_is_upper(&self, node: &Node) -> bool {
+        node.st.read().layers.first() == Some(&super::UPPER) && self.has_upper()
+    }
+
+    /// Stat of the object that node `node` shows, from its top layer.
+    pub(crate) fn stat_node(&self, node: &Node) -> Result<(Stat, usize)> {
+        let st = node.state();
+        if st.unlinked {
+            let pinned = node.pinned.lock().clone();
+            let p = pinned.ok_or(Error::new("stat removed node", Errno::NOENT))?;
+            return Ok((rfs::fstat(&*p).op("fstat")?, st.layers.len()));
+        }
+        let l = st.layers[0];
+        if node.ino == ROOT {
+            let s = rfs::fstat(&self.stack.layers[l as usize].root).op("stat root")?;
+            return Ok((s, st.layers.len()));
+        }
+        let dfd = self.parent_fd(&st, l)?;
+        let s = rfs::statat(&dfd, &st.name, AtFlags::SYMLINK_NOFOLLOW).op("stat")?;
+        Ok((s, st.layers.len()))
+    }
+
+    /// `stat` of `ino`; with `fh`, of the open file (so an unlinked open file stays usable).
+    pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
+        let node = self.node(ino)?;
+        if let Some(fh) = fh {
+            if let Ok(h) = self.handle(fh) {
+                let s = rfs::fstat(&h.fd).op("fstat")?;
+                return Ok(self.attr_of(&node, &s, 1));
+            }
+        }
+        let (s, n) = self.stat_node(&node)?;
+        Ok(self.attr_of(&node, &s, n))
+    }
+
+    /// chmod, chown, truncate and utimes, after a copy-up.
+    pub fn setattr(&self, _ctx: Ctx, ino: Ino, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
+        let node = self.ensure_upper(ino)?;
+        let handle = fh.and_then(|fh| self.handle(fh).ok()).filter(|h| h.upper);
+        let st = node.state();
+        let uid = set.uid.map(|u| self.store_uid(u)).transpose()?;
+        let gid = set.gid.map(|g| self.store_gid(g)).transpose()?;
+        let times = Timestamps {
+            last_access: ts(set.atime),
+            last_modification: ts(set.mtime),
+        };
+        let want_times = set.atime.is_some() || set.mtime.is_some();
+
+        if st.unlinked || handle.is_some() {
+            // Work on the open file itself: it may have no name any more.
+            let fd = match &handle {
+                Some(h) => h.fd.try_clone().op("dup")?,
+                None => {
+                    let p = node
+                        .pinned
+                        .lock()
+                        .clone()
+                        .ok_or(Error::new("setattr", Errno::NOENT))?;
+                    rfs::openat(
+                        rfs::CWD,
+                        OsStr::from_bytes(&Self::proc_path(&*p, OsStr::new("."))),
+                        OFlags::RDWR | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .op("reopen")?
+                }
+            };
+            if let Some(size) = set.size {
+                rfs::ftruncate(&fd, size).op("truncate")?;
+            }
+            if uid.is_some() || gid.is_some() {
+                rfs::fchown(
+                    &fd,
+                    uid.map(rfs::Uid::from_raw),
+                    gid.map(rfs::Gid::from_raw),
+                )
+                .op("chown")?;
+            }
+            if let Some(m) = set.mode {
+                rfs::fchmod(&fd, Mode::from_raw_mode(m & 0o7777)).op("chmod")?;
+            }
+            if want_times {
+                rfs::futimens(&fd, &times).op("utimes")?;
+            }
+            let s = rfs::fstat(&fd).op("fstat")?;
+            return Ok(self.attr_of(&node, &s, 1));
+        }
+
+        let dfd = if ino == ROOT {
+            None
+        } else {
+            Some(self.parent_fd(&st, super::UPPER)?)
+        };
+        let root = &self.stack.layers[super::UPPER as usize].root;
+        let (dir, name): (&std::os::fd::OwnedFd, &OsStr) = match &dfd {
+            Some(d) => (d, st.name.as_os_str()),
+            None => (root, OsStr::new(".")),
+        };
+        if let Some(size) = set.size {
+            if st.kind == FileType::Directory {
+                return Err(Error::new("truncate", Errno::ISDIR));
+            }
+            let f = rfs::openat(
+                dir,
+                name,
+                OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .op("open for truncate")?;
+            rfs::ftruncate(&f, size).op("truncate")?;
+        }
+        if uid.is_some() || gid.is_some() {
+            rfs::chownat(
+                dir,
+                name,
+                uid.map(rfs::Uid::from_raw),
+                gid.map(rfs::Gid::from_raw),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .op("chown")?;
+        }
+        if let Some(m) = set.mode {
+            if st.kind != FileType::Symlink {
+                self.chmod_at(dir, name, m)?;
+            }
+        }
+        if want_times {
+            rfs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW).op("utimes")?;
+        }
+        let s = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).op("stat")?;
+        Ok(self.attr_of(&node, &s, st.layers.len()))
+    }
+
+    /// chmod of `name` in `dir` without following a symlink: open it `O_PATH|O_NOFOLLOW`, then
+    /// chmod through its `/proc/self/fd` link, which names that exact inode.
+    pub(crate) fn chmod_at(
+        &self,
+        dir: &std::os::fd::OwnedFd,
+        name: &OsStr,
+        mode: u32,
+    ) -> Result<()> {
+        let fd = rfs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .op("open for chmod")?;
+        let p = Self::proc_path(&fd, OsStr::new("."));
+        rfs::chmod(OsStr::from_bytes(&p), Mode::from_raw_mode(mode & 0o7777)).op("chmod")
+    }
+}

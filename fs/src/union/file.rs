@@ -1,0 +1,214 @@
+//! Open files: open, read, write, fsync, fallocate, lseek, copy_file_range; readlink; statfs.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{self as rfs, FallocateFlags, FileType, Mode, OFlags, SeekFrom};
+use rustix::io::Errno;
+
+use super::{Handle, Ino, Union, ROOT};
+use crate::error::{Error, Op, Result};
+
+/// `statfs` of the union.
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    /// Total blocks.
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Free blocks for unprivileged users.
+    pub bavail: u64,
+    /// Total inodes.
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Block size.
+    pub bsize: u32,
+    /// Maximum name length.
+    pub namelen: u32,
+    /// Fragment size.
+    pub frsize: u32,
+}
+
+impl Union {
+    /// Opens `ino`. Write access or O_TRUNC copies a lower file up first.
+    pub fn open(&self, ino: Ino, flags: OFlags) -> Result<u64> {
+        let writes = flags.intersects(OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC);
+        let node = if writes {
+            self.ensure_upper(ino)?
+        } else {
+            self.node(ino)?
+        };
+        let st = node.state();
+        if st.kind == FileType::Directory {
+            return Err(Error::new("open", Errno::ISDIR));
+        }
+        let keep = flags
+            & (OFlags::RWMODE
+                | OFlags::APPEND
+                | OFlags::SYNC
+                | OFlags::DSYNC
+                | OFlags::DIRECT
+                | OFlags::TRUNC);
+        // Read-write internally, so the kernel may read through a write-only handle.
+        let keep = if keep.intersects(OFlags::WRONLY | OFlags::RDWR) {
+            (keep - OFlags::RWMODE) | OFlags::RDWR
+        } else {
+            keep
+        };
+        let l = st.layers[0];
+        let upper = self.is_upper(l);
+        let fd = if st.unlinked {
+            let p = node
+                .pinned
+                .lock()
+                .clone()
+                .ok_or(Error::new("open", Errno::NOENT))?;
+            let path = Self::proc_path(&*p, OsStr::new("."));
+            rfs::open(
+                OsStr::from_bytes(&path),
+                keep | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .op("reopen")?
+        } else {
+            let dfd = self.parent_fd(&st, l)?;
+            let mut fl = keep | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            if !upper && !self.stack.layers[l as usize].kernel_ro {
+                fl |= OFlags::NOATIME;
+            }
+            match rfs::openat(&dfd, &st.name, fl, Mode::empty()) {
+                Err(Errno::PERM) if fl.contains(OFlags::NOATIME) => {
+                    rfs::openat(&dfd, &st.name, fl - OFlags::NOATIME, Mode::empty())
+                }
+                r => r,
+            }
+            .op("open")?
+        };
+        Ok(self.new_fh(Handle { fd, ino, upper }))
+    }
+
+    /// Closes handle `fh`.
+    pub fn release(&self, fh: u64) {
+        self.handles.remove(&fh);
+    }
+
+    /// Reads up to `buf.len()` bytes at `off`.
+    pub fn read(&self, fh: u64, off: u64, buf: &mut [u8]) -> Result<usize> {
+        let h = self.handle(fh)?;
+        let mut done = 0;
+        while done < buf.len() {
+            let n = rustix::io::pread(&h.fd, &mut buf[done..], off + done as u64).op("read")?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        Ok(done)
+    }
+
+    /// Writes `data` at `off`.
+    pub fn write(&self, fh: u64, off: u64, data: &[u8]) -> Result<usize> {
+        let h = self.handle(fh)?;
+        if !h.upper {
+            return Err(Error::new("write to a lower file", Errno::BADF));
+        }
+        rustix::io::pwrite(&h.fd, data, off).op("write")
+    }
+
+    /// fsync(2), skipped when the mount is `volatile`.
+    pub fn fsync(&self, fh: u64, datasync: bool) -> Result<()> {
+        if self.cfg.volatile {
+            return Ok(());
+        }
+        let h = self.handle(fh)?;
+        if datasync {
+            rfs::fdatasync(&h.fd)
+        } else {
+            rfs::fsync(&h.fd)
+        }
+        .op("fsync")
+    }
+
+    /// fallocate(2), including punching holes.
+    pub fn fallocate(&self, fh: u64, off: u64, len: u64, mode: i32) -> Result<()> {
+        let h = self.handle(fh)?;
+        if !h.upper {
+            return Err(Error::new("fallocate on a lower file", Errno::BADF));
+        }
+        rfs::fallocate(
+            &h.fd,
+            FallocateFlags::from_bits_retain(mode as u32),
+            off,
+            len,
+        )
+        .op("fallocate")
+    }
+
+    /// lseek(2) for SEEK_DATA and SEEK_HOLE (the kernel handles the other whences itself).
+    pub fn lseek(&self, fh: u64, off: i64, whence: i32) -> Result<i64> {
+        let h = self.handle(fh)?;
+        let pos = match whence {
+            libc::SEEK_DATA => SeekFrom::Data(off as u64),
+            libc::SEEK_HOLE => SeekFrom::Hole(off as u64),
+            libc::SEEK_SET => SeekFrom::Start(off as u64),
+            libc::SEEK_END => SeekFrom::End(off),
+            libc::SEEK_CUR => SeekFrom::Start(off as u64),
+            _ => return Err(Error::new("lseek", Errno::INVAL)),
+        };
+        rfs::seek(&h.fd, pos).op("lseek").map(|p| p as i64)
+    }
+
+    /// copy_file_range(2) between two open files of the union.
+    pub fn copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> Result<usize> {
+        let hi = self.handle(fh_in)?;
+        let ho = self.handle(fh_out)?;
+        if !ho.upper {
+            return Err(Error::new("copy_file_range to a lower file", Errno::BADF));
+        }
+        let (mut i, mut o) = (off_in, off_out);
+        rfs::copy_file_range(&hi.fd, Some(&mut i), &ho.fd, Some(&mut o), len as usize)
+            .op("copy_file_range")
+    }
+
+    /// readlink(2).
+    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let node = self.node(ino)?;
+        let st = node.state();
+        if st.kind != FileType::Symlink {
+            return Err(Error::new("readlink", Errno::INVAL));
+        }
+        let dfd = self.parent_fd(&st, st.layers[0])?;
+        Ok(rfs::readlinkat(&dfd, &st.name, Vec::new())
+            .op("readlink")?
+            .into_bytes())
+    }
+
+    /// statfs(2): the upper layer's filesystem (the one that fills up), else the top lower's.
+    pub fn statfs(&self) -> Result<StatFs> {
+        let root = &self.stack.layers[0].root;
+        let s = rfs::fstatvfs(root).op("statfs")?;
+        Ok(StatFs {
+            blocks: s.f_blocks,
+            bfree: s.f_bfree,
+            bavail: s.f_bavail,
+            files: s.f_files,
+            ffree: s.f_ffree,
+            bsize: s.f_bsize as u32,
+            namelen: 255,
+            frsize: s.f_frsize as u32,
+        })
+    }
+
+    /// True for the root inode.
+    pub fn is_root(ino: Ino) -> bool {
+        ino == ROOT
+    }
+}

@@ -1,0 +1,643 @@
+//! The union as a plain API: operations over (inode, handle, name bytes) → `Result<_, Error>`,
+//! testable without FUSE. `fuse.rs` only translates to and from the kernel protocol.
+//!
+//! Nodes record where they are in the union (parent inode + name) and which layers supply them;
+//! a layer object is reached by opening its parent directory in that layer with `openat2`
+//! (`RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS`) and then using `*at` calls with `AT_SYMLINK_NOFOLLOW`
+//! on the last name (invariant 2). No fd is kept per node, so a walk of a million files does not
+//! run into RLIMIT_NOFILE (fuse-overlayfs #210, #378).
+
+mod attr;
+mod dir;
+mod file;
+mod listing;
+mod rename;
+mod xattr;
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use parking_lot::{Mutex, RwLock};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::io::Errno;
+
+pub use attr::{Attr, SetAttr};
+pub use dir::NewKind;
+pub use listing::{DirEntry, Listing};
+
+use crate::error::{is_absent, Error, Op, Result};
+use crate::idmap::IdMap;
+use crate::layer::{LayerId, LayerStack, INO_BITS};
+use crate::whiteout;
+
+/// A union inode number. It is also the FUSE node id, so `st_ino`, `d_ino` and the node id agree.
+pub type Ino = u64;
+/// The root's inode number (`FUSE_ROOT_ID`).
+pub const ROOT: Ino = 1;
+/// The upper layer's id when there is one.
+pub(crate) const UPPER: LayerId = 0;
+/// NAME_MAX of every Linux filesystem strata sits on.
+pub const NAME_MAX: usize = 255;
+
+/// Who asks: the caller's fsuid/fsgid as the kernel sends them, and the umask.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ctx {
+    /// Caller uid (in the mount's user namespace).
+    pub uid: u32,
+    /// Caller gid.
+    pub gid: u32,
+}
+
+/// Behaviour switches of a union.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Skip fsync (`volatile`).
+    pub volatile: bool,
+    /// Container ↔ host uids.
+    pub uid_map: IdMap,
+    /// Container ↔ host gids.
+    pub gid_map: IdMap,
+    /// Show every file as owned by this uid.
+    pub squash_uid: Option<u32>,
+    /// Show every file as owned by this gid.
+    pub squash_gid: Option<u32>,
+}
+
+/// Where a node is and what supplies it.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeState {
+    /// Parent inode in the union (the root is its own parent).
+    pub parent: Ino,
+    /// Name in the parent.
+    pub name: OsString,
+    /// Layers that supply the object, top first. One entry for non-directories; for a merged
+    /// directory every layer that holds it, cut at an opaque one.
+    pub layers: Vec<LayerId>,
+    /// File type.
+    pub kind: FileType,
+    /// Removed from the union while the kernel still holds it.
+    pub unlinked: bool,
+}
+
+/// One inode of the union.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub ino: Ino,
+    /// The kernel's lookup count; the node is dropped at 0 (FORGET).
+    pub lookups: AtomicU64,
+    pub st: RwLock<NodeState>,
+    /// Held while this node is copied up: copy-up locks only the inode it copies.
+    pub copy_lock: Mutex<()>,
+    /// Cached merged listing (directories).
+    pub listing: Mutex<Option<Arc<Listing>>>,
+    /// An `O_PATH` fd kept once the node is unlinked, so open fds and fstat keep working.
+    pub pinned: Mutex<Option<Arc<OwnedFd>>>,
+}
+
+impl Node {
+    pub(crate) fn state(&self) -> NodeState {
+        self.st.read().clone()
+    }
+}
+
+/// An open file.
+#[derive(Debug)]
+pub struct Handle {
+    /// The backing fd.
+    pub fd: OwnedFd,
+    /// The node it belongs to.
+    pub ino: Ino,
+    /// The backing file is in the upper layer.
+    pub upper: bool,
+}
+
+/// A lookup result from the layers: the top object's stat and the layers that supply it.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub layers: Vec<LayerId>,
+    pub st: Stat,
+    /// The top layer's parent directory.
+    pub dirfd: OwnedFd,
+}
+
+/// The union filesystem.
+#[derive(Debug)]
+pub struct Union {
+    pub(crate) stack: LayerStack,
+    pub(crate) cfg: Config,
+    pub(crate) nodes: DashMap<Ino, Arc<Node>>,
+    pub(crate) handles: DashMap<u64, Arc<Handle>>,
+    pub(crate) dir_handles: DashMap<u64, Arc<Vec<(Vec<u8>, Ino, FileType)>>>,
+    next_fh: AtomicU64,
+    tmp_seq: AtomicU64,
+    /// Held shared while a path is turned into a directory fd, exclusively while a directory
+    /// moves, so a path is never built from a half-renamed tree.
+    pub(crate) tree: RwLock<()>,
+    /// Name of the private xattr that records a copied-up object's original inode number.
+    pub(crate) origin_xattr: String,
+}
+
+impl Union {
+    /// A union over `stack`.
+    pub fn new(stack: LayerStack, cfg: Config) -> Result<Self> {
+        let origin_xattr = format!("{}strata.origin", stack.xattr_prefix);
+        let u = Union {
+            stack,
+            cfg,
+            nodes: DashMap::new(),
+            handles: DashMap::new(),
+            dir_handles: DashMap::new(),
+            next_fh: AtomicU64::new(1),
+            tmp_seq: AtomicU64::new(0),
+            tree: RwLock::new(()),
+            origin_xattr,
+        };
+        let mut layers = Vec::new();
+        for id in u.stack.all() {
+            layers.push(id);
+            if id as usize + 1 < u.stack.layers.len() && u.is_opaque_root(id) {
+                break;
+            }
+        }
+        let root = Node {
+            ino: ROOT,
+            lookups: AtomicU64::new(1),
+            st: RwLock::new(NodeState {
+                parent: ROOT,
+                name: OsString::new(),
+                layers,
+                kind: FileType::Directory,
+                unlinked: false,
+            }),
+            copy_lock: Mutex::new(()),
+            listing: Mutex::new(None),
+            pinned: Mutex::new(None),
+        };
+        u.nodes.insert(ROOT, Arc::new(root));
+        Ok(u)
+    }
+
+    /// The layer stack.
+    pub fn stack(&self) -> &LayerStack {
+        &self.stack
+    }
+
+    /// Number of live nodes (for memory checks).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub(crate) fn node(&self, ino: Ino) -> Result<Arc<Node>> {
+        self.nodes
+            .get(&ino)
+            .map(|n| n.clone())
+            .ok_or(Error::new("unknown inode", Errno::STALE))
+    }
+
+    pub(crate) fn has_upper(&self) -> bool {
+        self.stack.has_upper()
+    }
+
+    pub(crate) fn is_upper(&self, l: LayerId) -> bool {
+        l == UPPER && self.has_upper()
+    }
+
+    /// The union path of `ino` relative to the layer roots (`.` for the root). Caller holds
+    /// `self.tree` shared.
+    fn rel_path(&self, ino: Ino) -> Result<Vec<u8>> {
+        let mut parts: Vec<OsString> = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT {
+            let n = self.node(cur)?;
+            let st = n.st.read();
+            if st.unlinked {
+                return Err(Error::new("path of removed node", Errno::NOENT));
+            }
+            parts.push(st.name.clone());
+            cur = st.parent;
+            if parts.len() > 4096 {
+                return Err(Error::new("path", Errno::LOOP));
+            }
+        }
+        if parts.is_empty() {
+            return Ok(b".".to_vec());
+        }
+        let mut out = Vec::new();
+        for p in parts.iter().rev() {
+            if !out.is_empty() {
+                out.push(b'/');
+            }
+            out.extend_from_slice(p.as_bytes());
+        }
+        Ok(out)
+    }
+
+    /// Opens directory `rel` of layer `l` without following any symlink (invariant 2).
+    fn open_rel(&self, l: LayerId, rel: &[u8], flags: OFlags) -> Result<OwnedFd> {
+        let layer = &self.stack.layers[l as usize];
+        let mut fl = flags | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        if !fl.contains(OFlags::PATH) && !layer.upper && !layer.kernel_ro {
+            fl |= OFlags::NOATIME;
+        }
+        let r = rfs::openat2(
+            &layer.root,
+            OsStr::from_bytes(rel),
+            fl,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        );
+        match r {
+            // O_NOATIME needs ownership or CAP_FOWNER; without it, read anyway.
+            Err(Errno::PERM) if fl.contains(OFlags::NOATIME) => rfs::openat2(
+                &layer.root,
+                OsStr::from_bytes(rel),
+                fl - OFlags::NOATIME,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            ),
+            // ELOOP means a symlink where a directory should be: to the union, nothing there.
+            Err(Errno::LOOP) => Err(Errno::NOENT),
+            r => r,
+        }
+        .op("open layer directory")
+    }
+
+    /// Opens directory node `ino` itself in layer `l` (`O_PATH`).
+    pub(crate) fn dir_fd(&self, ino: Ino, l: LayerId) -> Result<OwnedFd> {
+        let _g = self.tree.read();
+        let rel = self.rel_path(ino)?;
+        self.open_rel(l, &rel, OFlags::PATH)
+    }
+
+    /// Opens directory node `ino` in layer `l` for reading its entries.
+    pub(crate) fn dir_fd_read(&self, ino: Ino, l: LayerId) -> Result<OwnedFd> {
+        let _g = self.tree.read();
+        let rel = self.rel_path(ino)?;
+        self.open_rel(l, &rel, OFlags::RDONLY)
+    }
+
+    /// The directory that holds node `st` in layer `l`, and the node's name in it.
+    /// For the root, the layer root itself and `"."`.
+    pub(crate) fn parent_fd(&self, st: &NodeState, l: LayerId) -> Result<OwnedFd> {
+        self.dir_fd(st.parent, l)
+    }
+
+    /// `/proc/self/fd/DIRFD/NAME`: a path for the calls that have no `*at` form (xattrs,
+    /// chmod). The directory is reached through its fd, and the last name is used with the
+    /// `l*` variants (or after an `O_NOFOLLOW` open), so no symlink is followed.
+    pub(crate) fn proc_path(dirfd: &impl AsFd, name: &OsStr) -> Vec<u8> {
+        let mut p = format!("/proc/self/fd/{}", dirfd.as_fd().as_raw_fd()).into_bytes();
+        if name.as_bytes() != b"." && !name.is_empty() {
+            p.push(b'/');
+            p.extend_from_slice(name.as_bytes());
+        }
+        p
+    }
+
+    /// A fresh temp name in the work dir.
+    pub(crate) fn tmp_name(&self) -> OsString {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        OsString::from(format!("#strata-{}-{n}", std::process::id()))
+    }
+
+    pub(crate) fn work(&self) -> Result<&OwnedFd> {
+        self.stack
+            .work
+            .as_ref()
+            .ok_or(Error::new("read-only mount", Errno::ROFS))
+    }
+
+    pub(crate) fn next_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn new_fh(&self, h: Handle) -> u64 {
+        let fh = self.next_fh();
+        self.handles.insert(fh, Arc::new(h));
+        fh
+    }
+
+    /// The handle `fh`.
+    pub fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        self.handles
+            .get(&fh)
+            .map(|h| h.clone())
+            .ok_or(Error::new("unknown file handle", Errno::BADF))
+    }
+
+    /// Inode number of an object found in layer `l`: the origin recorded at copy-up for
+    /// upper objects, else the real inode tagged with its filesystem.
+    pub(crate) fn ino_of(&self, l: LayerId, st: &Stat, dirfd: &OwnedFd, name: &OsStr) -> Ino {
+        if self.is_upper(l) {
+            if let Some(o) = self.read_origin(dirfd, name) {
+                return o;
+            }
+        }
+        self.tagged(l, st.st_ino)
+    }
+
+    pub(crate) fn tagged(&self, l: LayerId, ino: u64) -> Ino {
+        let tag = self.stack.layers[l as usize].ino_tag;
+        let mask = (1u64 << INO_BITS) - 1;
+        let low = if ino > mask {
+            (ino ^ (ino >> INO_BITS)) & mask
+        } else {
+            ino
+        };
+        let v = tag | low;
+        // 0 is not a valid node id and 1 is the root: never hand them out for other objects.
+        if v <= ROOT {
+            v | (1u64 << 63)
+        } else {
+            v
+        }
+    }
+
+    fn read_origin(&self, dirfd: &OwnedFd, name: &OsStr) -> Option<Ino> {
+        let p = Self::proc_path(dirfd, name);
+        let mut buf = [0u8; 8];
+        match rfs::lgetxattr(
+            OsStr::from_bytes(&p),
+            self.origin_xattr.as_str(),
+            &mut buf[..],
+        ) {
+            Ok(8) => Some(u64::from_le_bytes(buf)),
+            _ => None,
+        }
+    }
+
+    /// True when the root of layer `l` is marked opaque.
+    fn is_opaque_root(&self, l: LayerId) -> bool {
+        let root = &self.stack.layers[l as usize].root;
+        self.is_opaque_dir(root, OsStr::new("."))
+    }
+
+    /// True when directory `name` in `dirfd` is opaque, in any of the formats.
+    pub(crate) fn is_opaque_dir(&self, dirfd: &OwnedFd, name: &OsStr) -> bool {
+        let p = Self::proc_path(dirfd, name);
+        let path = OsStr::from_bytes(&p);
+        let mut names = [0u8; 4096];
+        let has_xattr = match rfs::llistxattr(path, &mut names[..]) {
+            Ok(n) => names[..n]
+                .split(|b| *b == 0)
+                .any(|x| whiteout::OPAQUE_XATTRS.iter().any(|o| o.as_bytes() == x)),
+            Err(Errno::RANGE) => true,
+            Err(_) => false,
+        };
+        if has_xattr {
+            for x in whiteout::OPAQUE_XATTRS {
+                let mut v = [0u8; 8];
+                if let Ok(n) = rfs::lgetxattr(path, *x, &mut v[..]) {
+                    if whiteout::opaque_value(&v[..n]) {
+                        return true;
+                    }
+                }
+            }
+        }
+        match rfs::openat(
+            dirfd,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(d) => rfs::statat(
+                &d,
+                OsStr::from_bytes(whiteout::OPAQUE_MARKER),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// True when `.wh.NAME` exists in `dirfd`.
+    pub(crate) fn has_wh(dirfd: &OwnedFd, name: &OsStr) -> bool {
+        match whiteout::wh_name(name) {
+            Some(w) => rfs::statat(dirfd, OsStr::from_bytes(&w), AtFlags::SYMLINK_NOFOLLOW).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Resolves `name` under the directory described by `pst` (inode `parent`) through the
+    /// layers: the first layer that has it wins; a whiteout stops the search; a directory
+    /// collects the same directory from lower layers until an opaque one.
+    pub(crate) fn resolve(
+        &self,
+        parent: Ino,
+        pst: &NodeState,
+        name: &OsStr,
+    ) -> Result<Option<Found>> {
+        let mut found: Option<Found> = None;
+        for (i, &l) in pst.layers.iter().enumerate() {
+            let dirfd = match self.dir_fd(parent, l) {
+                Ok(d) => d,
+                Err(e) if is_absent(e.errno) => continue,
+                Err(e) => return Err(e),
+            };
+            let st = match rfs::statat(&dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Some(st),
+                Err(e) if is_absent(e) => None,
+                Err(e) => return Err(Error::new("lookup", e)),
+            };
+            let last = i + 1 == pst.layers.len();
+            match (st, found.as_mut()) {
+                (Some(st), None) => {
+                    if whiteout::is_char_whiteout(&st) {
+                        return Ok(None);
+                    }
+                    let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                    let stop = !is_dir
+                        || last
+                        || Self::has_wh(&dirfd, name)
+                        || self.is_opaque_dir(&dirfd, name);
+                    found = Some(Found {
+                        layers: vec![l],
+                        st,
+                        dirfd,
+                    });
+                    if stop {
+                        break;
+                    }
+                }
+                (Some(st), Some(f)) => {
+                    // Below a directory: only directories merge; anything else ends the merge.
+                    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                        break;
+                    }
+                    f.layers.push(l);
+                    if last || Self::has_wh(&dirfd, name) || self.is_opaque_dir(&dirfd, name) {
+                        break;
+                    }
+                }
+                (None, None) => {
+                    if !last && Self::has_wh(&dirfd, name) {
+                        return Ok(None);
+                    }
+                }
+                (None, Some(_)) => {
+                    if !last && Self::has_wh(&dirfd, name) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Checks a name from the kernel: ENAMETOOLONG past NAME_MAX (for every call, stat
+    /// included), and whiteout bookkeeping names are never visible.
+    pub(crate) fn check_name(name: &OsStr) -> Result<()> {
+        let b = name.as_bytes();
+        if b.len() > NAME_MAX {
+            return Err(Error::new("name", Errno::NAMETOOLONG));
+        }
+        if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
+            return Err(Error::new("name", Errno::INVAL));
+        }
+        Ok(())
+    }
+
+    /// Looks `name` up in `parent`, counting one kernel reference on success.
+    pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
+        Self::check_name(name)?;
+        if whiteout::is_reserved(name.as_bytes()) {
+            return Err(Error::new("lookup", Errno::NOENT));
+        }
+        let p = self.node(parent)?;
+        let pst = p.state();
+        if pst.kind != FileType::Directory {
+            return Err(Error::new("lookup", Errno::NOTDIR));
+        }
+        if let Some(l) = p.listing.lock().clone() {
+            if !l.contains(name.as_bytes()) {
+                return Err(Error::new("lookup", Errno::NOENT));
+            }
+        }
+        let f = self
+            .resolve(parent, &pst, name)?
+            .ok_or(Error::new("lookup", Errno::NOENT))?;
+        let ino = self.ino_of(f.layers[0], &f.st, &f.dirfd, name);
+        let node = self.remember(ino, parent, name, &f);
+        Ok(self.attr_of(&node, &f.st, f.layers.len()))
+    }
+
+    /// Records a node the kernel now references (one more lookup).
+    pub(crate) fn remember(&self, ino: Ino, parent: Ino, name: &OsStr, f: &Found) -> Arc<Node> {
+        let kind = FileType::from_raw_mode(f.st.st_mode);
+        let fresh = || NodeState {
+            parent,
+            name: name.to_os_string(),
+            layers: f.layers.clone(),
+            kind,
+            unlinked: false,
+        };
+        let entry = self.nodes.entry(ino).or_insert_with(|| {
+            Arc::new(Node {
+                ino,
+                lookups: AtomicU64::new(0),
+                st: RwLock::new(fresh()),
+                copy_lock: Mutex::new(()),
+                listing: Mutex::new(None),
+                pinned: Mutex::new(None),
+            })
+        });
+        let node = entry.clone();
+        drop(entry);
+        node.lookups.fetch_add(1, Ordering::AcqRel);
+        {
+            let mut st = node.st.write();
+            // A removed node whose number came back (a new upper file on a reused inode, or a
+            // hard link seen through another name) takes the new location.
+            if st.unlinked || st.kind != kind {
+                *st = fresh();
+                *node.pinned.lock() = None;
+                *node.listing.lock() = None;
+            } else if st.layers != f.layers && (st.parent, st.name.as_os_str()) == (parent, name) {
+                st.layers = f.layers.clone();
+            }
+        }
+        node
+    }
+
+    /// The kernel dropped `n` references to `ino`.
+    pub fn forget(&self, ino: Ino, n: u64) {
+        if ino == ROOT {
+            return;
+        }
+        let remove = match self.nodes.get(&ino) {
+            Some(node) => {
+                let prev = node.lookups.fetch_sub(
+                    n.min(node.lookups.load(Ordering::Acquire)),
+                    Ordering::AcqRel,
+                );
+                prev <= n
+            }
+            None => false,
+        };
+        if remove {
+            // Remove only if nobody looked it up again in between.
+            self.nodes
+                .remove_if(&ino, |_, node| node.lookups.load(Ordering::Acquire) == 0);
+        }
+    }
+
+    /// Drops the cached listing of directory `ino` after a change in it.
+    pub(crate) fn dir_changed(&self, ino: Ino) {
+        if let Some(n) = self.nodes.get(&ino) {
+            *n.listing.lock() = None;
+        }
+    }
+
+    /// Makes sure node `ino` exists in the upper layer, copying it (and its parents) up.
+    pub(crate) fn ensure_upper(&self, ino: Ino) -> Result<Arc<Node>> {
+        if !self.has_upper() {
+            return Err(Error::new("read-only mount", Errno::ROFS));
+        }
+        let node = self.node(ino)?;
+        if node.st.read().layers.first() == Some(&UPPER) {
+            return Ok(node);
+        }
+        crate::copy_up::copy_up(self, &node)?;
+        Ok(node)
+    }
+
+    /// Maps a host uid to what the caller sees.
+    pub(crate) fn show_uid(&self, uid: u32) -> u32 {
+        if let Some(s) = self.cfg.squash_uid {
+            return s;
+        }
+        self.cfg
+            .uid_map
+            .to_container(uid)
+            .unwrap_or(crate::idmap::OVERFLOW_ID)
+    }
+
+    pub(crate) fn show_gid(&self, gid: u32) -> u32 {
+        if let Some(s) = self.cfg.squash_gid {
+            return s;
+        }
+        self.cfg
+            .gid_map
+            .to_container(gid)
+            .unwrap_or(crate::idmap::OVERFLOW_ID)
+    }
+
+    /// Maps a caller uid to the uid stored on disk.
+    pub(crate) fn store_uid(&self, uid: u32) -> Result<u32> {
+        self.cfg
+            .uid_map
+            .to_host(uid)
+            .ok_or(Error::new("uid not mapped", Errno::INVAL))
+    }
+
+    pub(crate) fn store_gid(&self, gid: u32) -> Result<u32> {
+        self.cfg
+            .gid_map
+            .to_host(gid)
+            .ok_or(Error::new("gid not mapped", Errno::INVAL))
+    }
+}

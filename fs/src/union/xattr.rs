@@ -1,0 +1,77 @@
+//! Extended attributes. Overlay bookkeeping xattrs of every implementation are hidden, read as
+//! absent and refused on write (`whiteout::is_private_xattr`), as kernel overlayfs does with
+//! its own namespace.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{self as rfs, XattrFlags};
+use rustix::io::Errno;
+
+use super::{Ino, Union, ROOT};
+use crate::copy_up::{get_xattr, list_xattrs};
+use crate::error::{Error, Op, Result};
+use crate::whiteout;
+
+impl Union {
+    /// Runs `f` with a path naming node `ino` in its top layer (used with `l*xattr`).
+    fn with_path<T>(&self, ino: Ino, f: impl FnOnce(&OsStr) -> Result<T>) -> Result<T> {
+        let node = self.node(ino)?;
+        let st = node.state();
+        if st.unlinked {
+            let p = node
+                .pinned
+                .lock()
+                .clone()
+                .ok_or(Error::new("xattr", Errno::NOENT))?;
+            return f(OsStr::from_bytes(&Self::proc_path(&*p, OsStr::new("."))));
+        }
+        let l = st.layers[0];
+        if ino == ROOT {
+            let root = &self.stack.layers[l as usize].root;
+            return f(OsStr::from_bytes(&Self::proc_path(root, OsStr::new("."))));
+        }
+        let dfd = self.parent_fd(&st, l)?;
+        f(OsStr::from_bytes(&Self::proc_path(&dfd, &st.name)))
+    }
+
+    /// getxattr(2).
+    pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
+        if whiteout::is_private_xattr(name.as_bytes()) {
+            return Err(Error::new("getxattr", Errno::NODATA));
+        }
+        self.with_path(ino, |p| get_xattr(p, name).op("getxattr"))
+    }
+
+    /// listxattr(2): NUL-separated names.
+    pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+        let all = self.with_path(ino, |p| list_xattrs(p).op("listxattr"))?;
+        let mut out = Vec::with_capacity(all.len());
+        for x in all.split(|b| *b == 0).filter(|x| !x.is_empty()) {
+            if !whiteout::is_private_xattr(x) {
+                out.extend_from_slice(x);
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// setxattr(2), after a copy-up.
+    pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        if whiteout::is_private_xattr(name.as_bytes()) {
+            return Err(Error::new("setxattr: overlay private name", Errno::PERM));
+        }
+        self.ensure_upper(ino)?;
+        let fl = XattrFlags::from_bits_retain(flags as u32);
+        self.with_path(ino, |p| rfs::lsetxattr(p, name, value, fl).op("setxattr"))
+    }
+
+    /// removexattr(2), after a copy-up.
+    pub fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
+        if whiteout::is_private_xattr(name.as_bytes()) {
+            return Err(Error::new("removexattr: overlay private name", Errno::PERM));
+        }
+        self.ensure_upper(ino)?;
+        self.with_path(ino, |p| rfs::lremovexattr(p, name).op("removexattr"))
+    }
+}
