@@ -11,6 +11,9 @@ use super::{Ino, Union};
 use crate::error::{Op, Result};
 use crate::whiteout;
 
+/// An open directory: `.`, `..` and the merged entries as (name, inode, type).
+pub type Snapshot = Vec<(Vec<u8>, Ino, FileType)>;
+
 /// One visible entry.
 #[derive(Debug, Clone)]
 pub struct DirEntry {
@@ -110,7 +113,7 @@ impl Union {
 
     /// The entries of an open directory (`fh` from [`Union::opendir`]), `.` and `..` first;
     /// readdir offset N resumes at index N.
-    pub fn readdir(&self, ino: Ino, fh: u64) -> Result<Arc<Vec<(Vec<u8>, Ino, FileType)>>> {
+    pub fn readdir(&self, ino: Ino, fh: u64) -> Result<Arc<Snapshot>> {
         match self.dir_handles.get(&fh) {
             Some(s) => Ok(s.clone()),
             None => self.snapshot(ino),
@@ -122,7 +125,7 @@ impl Union {
         self.dir_handles.remove(&fh);
     }
 
-    fn snapshot(&self, ino: Ino) -> Result<Arc<Vec<(Vec<u8>, Ino, FileType)>>> {
+    fn snapshot(&self, ino: Ino) -> Result<Arc<Snapshot>> {
         let l = self.listing(ino)?;
         let mut v = Vec::with_capacity(l.entries.len() + 2);
         v.push((b".".to_vec(), ino, FileType::Directory));

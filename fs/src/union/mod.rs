@@ -27,7 +27,7 @@ use rustix::io::Errno;
 
 pub use attr::{Attr, SetAttr};
 pub use dir::NewKind;
-pub use listing::{DirEntry, Listing};
+pub use listing::{DirEntry, Listing, Snapshot};
 
 use crate::error::{is_absent, Error, Op, Result};
 use crate::idmap::IdMap;
@@ -131,7 +131,7 @@ pub struct Union {
     pub(crate) cfg: Config,
     pub(crate) nodes: DashMap<Ino, Arc<Node>>,
     pub(crate) handles: DashMap<u64, Arc<Handle>>,
-    pub(crate) dir_handles: DashMap<u64, Arc<Vec<(Vec<u8>, Ino, FileType)>>>,
+    pub(crate) dir_handles: DashMap<u64, Arc<Snapshot>>,
     next_fh: AtomicU64,
     tmp_seq: AtomicU64,
     /// Held shared while a path is turned into a directory fd, exclusively while a directory
