@@ -20,38 +20,85 @@ use crate::whiteout;
 
 /// Copies `node` (and, first, its parent directories) into the upper layer.
 pub(crate) fn copy_up(u: &Union, node: &Arc<Node>) -> Result<()> {
+    if node.ino == ROOT {
+        // The upper root always exists; the root's layers include it from the start.
+        return Ok(());
+    }
+    let rel = {
+        let _g = u.tree.read();
+        u.rel_path(node.ino)?
+    };
+    if node.st.read().kind == FileType::Directory {
+        u.ensure_upper_path(&rel)?;
+        return Ok(());
+    }
     let _lock = node.copy_lock.lock();
     let st = node.state();
     if st.layers.first() == Some(&UPPER) {
         return Ok(());
     }
-    if node.ino == ROOT {
-        // The upper root always exists; the root's layers include it from the start.
-        return Ok(());
-    }
     if st.unlinked {
         return Err(Error::new("copy-up of removed file", Errno::NOENT));
     }
-    u.ensure_upper(st.parent)?;
+    let parent_rel = match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => rel[..i].to_vec(),
+        None => b".".to_vec(),
+    };
+    let dst_dir = u.ensure_upper_path(&parent_rel)?;
     let src_layer = st.layers[0];
     let src_dir = u.parent_fd(&st, src_layer)?;
-    let dst_dir = u.parent_fd(&st, UPPER)?;
-    let work = u.work()?;
     let name = st.name.as_os_str();
     let src = rfs::statat(&src_dir, name, AtFlags::SYMLINK_NOFOLLOW).op("copy-up: stat")?;
-    let tmp = u.tmp_name();
-    let origin = node.ino;
-
+    // Other names of a hard-linked lower file that the union still shows: they become links
+    // of the copy, so the link survives copy-up and remount (kernel overlayfs needs index=on).
+    let aliases = if src.st_nlink > 1 && FileType::from_raw_mode(src.st_mode) != FileType::Directory
+    {
+        u.lower_aliases(src_layer, src.st_ino, &rel)
+    } else {
+        Vec::new()
+    };
     let noatime = !u.stack.layers[src_layer as usize].kernel_ro;
-    let made = make_copy(noatime, &src_dir, name, &src, work, &tmp);
-    let result = made.and_then(|()| {
-        copy_xattrs(
-            &src_dir,
+    copy_object(u, &src_dir, name, &src, noatime, node.ino, &dst_dir, name)?;
+    for alias in aliases {
+        let (dir, base) = match alias.iter().rposition(|b| *b == b'/') {
+            Some(i) => (alias[..i].to_vec(), alias[i + 1..].to_vec()),
+            None => (b".".to_vec(), alias.clone()),
+        };
+        let adir = u.ensure_upper_path(&dir)?;
+        match rfs::linkat(
+            &dst_dir,
             name,
-            work,
-            &tmp,
-            FileType::from_raw_mode(src.st_mode),
-        )?;
+            &adir,
+            OsStr::from_bytes(&base),
+            AtFlags::empty(),
+        ) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(Error::new("copy-up: link alias", e)),
+        }
+    }
+    let mut w = node.st.write();
+    w.layers = vec![UPPER];
+    Ok(())
+}
+
+/// Copies `name` (stat `src`) from `src_dir` into upper directory `dst_dir` as `dst_name`,
+/// through a temp object in the work dir. A directory that appeared meanwhile is success.
+#[allow(clippy::too_many_arguments)]
+fn copy_object(
+    u: &Union,
+    src_dir: &OwnedFd,
+    name: &OsStr,
+    src: &Stat,
+    noatime: bool,
+    origin: u64,
+    dst_dir: &OwnedFd,
+    dst_name: &OsStr,
+) -> Result<()> {
+    let work = u.work()?;
+    let tmp = u.tmp_name();
+    let kind = FileType::from_raw_mode(src.st_mode);
+    let result = make_copy(noatime, src_dir, name, src, work, &tmp).and_then(|()| {
+        copy_xattrs(src_dir, name, work, &tmp, kind)?;
         let o = Union::proc_path(work, &tmp);
         // Record the original inode number so st_ino survives copy-up and remount. A
         // filesystem without xattrs (or a symlink rootless) just keeps the new number.
@@ -61,8 +108,8 @@ pub(crate) fn copy_up(u: &Union, node: &Arc<Node>) -> Result<()> {
             &origin.to_le_bytes(),
             rfs::XattrFlags::empty(),
         );
-        copy_owner_mode_times(work, &tmp, &src)?;
-        if !u.cfg.volatile && FileType::from_raw_mode(src.st_mode) == FileType::RegularFile {
+        copy_owner_mode_times(work, &tmp, src)?;
+        if !u.cfg.volatile && kind == FileType::RegularFile {
             let f = rfs::openat(
                 work,
                 &tmp,
@@ -72,20 +119,75 @@ pub(crate) fn copy_up(u: &Union, node: &Arc<Node>) -> Result<()> {
             .op("copy-up: reopen")?;
             rfs::fsync(&f).op("copy-up: fsync")?;
         }
-        rfs::renameat_with(work, &tmp, &dst_dir, name, rfs::RenameFlags::NOREPLACE)
-            .op("copy-up: rename")
+        match rfs::renameat_with(work, &tmp, dst_dir, dst_name, rfs::RenameFlags::NOREPLACE) {
+            Err(Errno::EXIST) if kind == FileType::Directory => {
+                Err(Errno::EXIST).op("copy-up: raced")
+            }
+            r => r.op("copy-up: rename"),
+        }
     });
     if let Err(e) = result {
         let _ = crate::tree::remove_entry(work, &cstr(&tmp));
+        if e.errno == Errno::EXIST && kind == FileType::Directory {
+            return Ok(());
+        }
         return Err(e);
     }
-    let mut w = node.st.write();
-    let mut layers = vec![UPPER];
-    if w.kind == FileType::Directory {
-        layers.extend(w.layers.iter().copied());
-    }
-    w.layers = layers;
     Ok(())
+}
+
+impl Union {
+    /// Makes union directory `rel` (and its parents) exist in the upper layer, copying each
+    /// missing one from the lower layer that supplies it; returns its upper fd. Directory
+    /// copies are metadata only and fast, so one lock serializes them.
+    pub(crate) fn ensure_upper_path(&self, rel: &[u8]) -> Result<OwnedFd> {
+        if !self.has_upper() {
+            return Err(Error::new("read-only mount", Errno::ROFS));
+        }
+        let _g = self.dir_copy_lock.lock();
+        let mut layers = self.node(ROOT)?.state().layers;
+        let mut up = self.open_rel(UPPER, b".", OFlags::PATH)?;
+        let mut cur: Vec<u8> = b".".to_vec();
+        for part in rel
+            .split(|b| *b == b'/')
+            .filter(|p| !p.is_empty() && *p != b".")
+        {
+            let pn = OsStr::from_bytes(part);
+            let f = self
+                .resolve_in(&cur, &layers, pn)?
+                .ok_or(Error::new("copy-up: parent", Errno::NOENT))?;
+            if FileType::from_raw_mode(f.st.st_mode) != FileType::Directory {
+                return Err(Error::new("copy-up: parent", Errno::NOTDIR));
+            }
+            let mut f_layers = f.layers.clone();
+            if !self.is_upper(f.layers[0]) {
+                let origin = self.ino_of(f.layers[0], &f.st, &f.dirfd, pn);
+                copy_object(self, &f.dirfd, pn, &f.st, false, origin, &up, pn)?;
+                f_layers.insert(0, UPPER);
+                if let Some(n) = self.nodes.get(&origin) {
+                    let mut st = n.st.write();
+                    if st.layers.first() != Some(&UPPER) {
+                        st.layers.insert(0, UPPER);
+                    }
+                }
+            }
+            up = rfs::openat(
+                &up,
+                pn,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .op("copy-up: open upper dir")?;
+            layers = f_layers;
+            if cur == b"." {
+                cur.clear();
+            } else {
+                cur.push(b'/');
+            }
+            cur.extend_from_slice(part);
+        }
+        Ok(up)
+    }
 }
 
 fn cstr(s: &OsStr) -> std::ffi::CString {
@@ -276,14 +378,16 @@ pub(crate) fn get_xattr(path: &OsStr, name: &OsStr) -> rustix::io::Result<Vec<u8
 /// touches them).
 fn copy_owner_mode_times(work: &OwnedFd, tmp: &OsStr, src: &Stat) -> Result<()> {
     let kind = FileType::from_raw_mode(src.st_mode);
-    rfs::chownat(
-        work,
-        tmp,
+    let owner = (
         Some(rfs::Uid::from_raw(src.st_uid)),
         Some(rfs::Gid::from_raw(src.st_gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .op("copy-up: chown")?;
+    );
+    match rfs::chownat(work, tmp, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW) {
+        // Rootless, a lower file may belong to an id this user namespace does not map (it
+        // shows as 65534); the copy then keeps the daemon's ids, as fuse-overlayfs does.
+        Ok(()) | Err(Errno::INVAL) | Err(Errno::PERM) => {}
+        Err(e) => return Err(Error::new("copy-up: chown", e)),
+    }
     if kind != FileType::Symlink {
         let fd = rfs::openat(
             work,

@@ -377,3 +377,45 @@ fn unlinked_open_file_keeps_working_with_nlink_0() {
     let n = u.read(fh, 0, &mut buf).unwrap();
     assert_eq!(&buf[..n], b"data!");
 }
+
+#[test]
+fn nlink_counts_only_visible_names_and_copy_up_keeps_the_link() {
+    let t = Layers::new(1);
+    write(&t.lower(0).join("a/one"), "shared");
+    fs::create_dir_all(t.lower(0).join("b")).unwrap();
+    fs::hard_link(t.lower(0).join("a/one"), t.lower(0).join("b/two")).unwrap();
+    fs::hard_link(t.lower(0).join("a/one"), t.lower(0).join("three")).unwrap();
+    let u = t.union(1, "");
+    let one = lookup(&u, "a/one").unwrap();
+    assert_eq!(u.getattr(one, None).unwrap().nlink, 3);
+    assert_eq!(
+        lookup(&u, "b/two").unwrap(),
+        one,
+        "same inode through every name"
+    );
+    u.remove(ROOT, OsStr::new("three"), false).unwrap();
+    assert_eq!(
+        u.getattr(one, None).unwrap().nlink,
+        2,
+        "a whited-out name no longer counts"
+    );
+    // Writing through one name copies up the file and links its other visible name.
+    let fh = u.open(one, OFlags::WRONLY | OFlags::APPEND).unwrap();
+    u.write(fh, 6, b"+w").unwrap();
+    u.release(fh);
+    assert_eq!(
+        fs::read_to_string(t.upper().join("b/two")).unwrap(),
+        "shared+w"
+    );
+    assert_eq!(fs::metadata(t.upper().join("a/one")).unwrap().nlink(), 2);
+    assert_eq!(
+        fs::read_to_string(t.lower(0).join("b/two")).unwrap(),
+        "shared"
+    );
+    // After a remount both names still show one file with the new data.
+    let u2 = t.union(1, "");
+    let two = lookup(&u2, "b/two").unwrap();
+    assert_eq!(read_all(&u2, two), "shared+w");
+    assert_eq!(lookup(&u2, "a/one").unwrap(), two);
+    assert_eq!(u2.getattr(two, None).unwrap().nlink, 2);
+}

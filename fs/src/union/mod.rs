@@ -10,6 +10,7 @@
 mod attr;
 mod dir;
 mod file;
+mod links;
 mod listing;
 mod rename;
 mod xattr;
@@ -139,6 +140,10 @@ pub struct Union {
     pub(crate) tree: RwLock<()>,
     /// Name of the private xattr that records a copied-up object's original inode number.
     pub(crate) origin_xattr: String,
+    /// Per lower layer: inode → paths, for files with more than one link (built on demand).
+    pub(crate) links: links::LinkIndex,
+    /// Serializes directory copy-ups (metadata only, fast).
+    pub(crate) dir_copy_lock: Mutex<()>,
 }
 
 impl Union {
@@ -155,6 +160,8 @@ impl Union {
             tmp_seq: AtomicU64::new(0),
             tree: RwLock::new(()),
             origin_xattr,
+            links: links::LinkIndex::default(),
+            dir_copy_lock: Mutex::new(()),
         };
         let mut layers = Vec::new();
         for id in u.stack.all() {
@@ -208,7 +215,7 @@ impl Union {
 
     /// The union path of `ino` relative to the layer roots (`.` for the root). Caller holds
     /// `self.tree` shared.
-    fn rel_path(&self, ino: Ino) -> Result<Vec<u8>> {
+    pub(crate) fn rel_path(&self, ino: Ino) -> Result<Vec<u8>> {
         let mut parts: Vec<OsString> = Vec::new();
         let mut cur = ino;
         while cur != ROOT {
@@ -237,7 +244,7 @@ impl Union {
     }
 
     /// Opens directory `rel` of layer `l` without following any symlink (invariant 2).
-    fn open_rel(&self, l: LayerId, rel: &[u8], flags: OFlags) -> Result<OwnedFd> {
+    pub(crate) fn open_rel(&self, l: LayerId, rel: &[u8], flags: OFlags) -> Result<OwnedFd> {
         let layer = &self.stack.layers[l as usize];
         let mut fl = flags | OFlags::DIRECTORY | OFlags::CLOEXEC;
         if !fl.contains(OFlags::PATH) && !layer.upper && !layer.kernel_ro {
@@ -431,9 +438,23 @@ impl Union {
         pst: &NodeState,
         name: &OsStr,
     ) -> Result<Option<Found>> {
+        let rel = {
+            let _g = self.tree.read();
+            self.rel_path(parent)?
+        };
+        self.resolve_in(&rel, &pst.layers, name)
+    }
+
+    /// [`Union::resolve`] for the directory at union path `rel` supplied by `layers`.
+    pub(crate) fn resolve_in(
+        &self,
+        rel: &[u8],
+        layers: &[LayerId],
+        name: &OsStr,
+    ) -> Result<Option<Found>> {
         let mut found: Option<Found> = None;
-        for (i, &l) in pst.layers.iter().enumerate() {
-            let dirfd = match self.dir_fd(parent, l) {
+        for (i, &l) in layers.iter().enumerate() {
+            let dirfd = match self.open_rel(l, rel, OFlags::PATH) {
                 Ok(d) => d,
                 Err(e) if is_absent(e.errno) => continue,
                 Err(e) => return Err(e),
@@ -443,7 +464,7 @@ impl Union {
                 Err(e) if is_absent(e) => None,
                 Err(e) => return Err(Error::new("lookup", e)),
             };
-            let last = i + 1 == pst.layers.len();
+            let last = i + 1 == layers.len();
             match (st, found.as_mut()) {
                 (Some(st), None) => {
                     if whiteout::is_char_whiteout(&st) {
@@ -486,6 +507,37 @@ impl Union {
             }
         }
         Ok(found)
+    }
+
+    /// Resolves a whole union path (`a/b/c`, relative to the root) without touching the node
+    /// table. Used to check which names of a hard-linked lower file are still visible.
+    pub(crate) fn resolve_path(&self, rel: &[u8]) -> Result<Option<Found>> {
+        let root_layers = self.node(ROOT)?.state().layers;
+        let mut layers = root_layers;
+        let mut dir: Vec<u8> = b".".to_vec();
+        let parts: Vec<&[u8]> = rel
+            .split(|b| *b == b'/')
+            .filter(|p| !p.is_empty())
+            .collect();
+        for (i, part) in parts.iter().enumerate() {
+            let Some(f) = self.resolve_in(&dir, &layers, OsStr::from_bytes(part))? else {
+                return Ok(None);
+            };
+            if i + 1 == parts.len() {
+                return Ok(Some(f));
+            }
+            if FileType::from_raw_mode(f.st.st_mode) != FileType::Directory {
+                return Ok(None);
+            }
+            layers = f.layers;
+            if dir == b"." {
+                dir.clear();
+            } else {
+                dir.push(b'/');
+            }
+            dir.extend_from_slice(part);
+        }
+        Ok(None)
     }
 
     /// Checks a name from the kernel: ENAMETOOLONG past NAME_MAX (for every call, stat

@@ -1,0 +1,126 @@
+//! Hard links of lower files: `st_nlink` counts only the names the union still shows.
+//!
+//! fuse-overlayfs reports the lower link count, or "names seen so far" (#435, #192), and the
+//! kernel without `index=on` reports the lower count even after a name is whited out. strata
+//! indexes, per lower layer and only when a file with more than one link is first seen, which
+//! paths share each inode, and counts the ones that still resolve to that lower inode.
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode, OFlags};
+
+use super::Union;
+use crate::layer::LayerId;
+
+/// inode → union paths (relative to the root) of files with more than one link.
+pub(crate) type Links = HashMap<u64, Vec<Vec<u8>>>;
+
+/// Link indexes, one per lower layer, built on first use.
+#[derive(Debug, Default)]
+pub(crate) struct LinkIndex {
+    layers: Mutex<HashMap<LayerId, Arc<Links>>>,
+}
+
+impl Union {
+    fn layer_links(&self, l: LayerId) -> Arc<Links> {
+        if let Some(x) = self.links.layers.lock().get(&l) {
+            return x.clone();
+        }
+        let mut map = Links::new();
+        let root = &self.stack.layers[l as usize].root;
+        if let Ok(d) = rfs::openat(
+            root,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            walk(&d, &mut Vec::new(), &mut map, 0);
+        }
+        let map = Arc::new(map);
+        self.links.layers.lock().insert(l, map.clone());
+        map
+    }
+
+    /// The number of union names of the file with inode `st_ino` (and `nlink` links) in lower
+    /// layer `l`.
+    pub(crate) fn lower_nlink(&self, l: LayerId, st_ino: u64, nlink: u64) -> u32 {
+        if nlink <= 1 {
+            return nlink as u32;
+        }
+        let index = self.layer_links(l);
+        let Some(paths) = index.get(&st_ino) else {
+            return nlink as u32;
+        };
+        let visible = paths
+            .iter()
+            .filter(|p| {
+                matches!(self.resolve_path(p), Ok(Some(f)) if f.layers[0] == l && f.st.st_ino == st_ino)
+            })
+            .count();
+        visible as u32
+    }
+
+    /// Other union paths of the lower file `st_ino` in layer `l` that still show it.
+    pub(crate) fn lower_aliases(&self, l: LayerId, st_ino: u64, except: &[u8]) -> Vec<Vec<u8>> {
+        let index = self.layer_links(l);
+        let Some(paths) = index.get(&st_ino) else {
+            return Vec::new();
+        };
+        paths
+            .iter()
+            .filter(|p| p.as_slice() != except)
+            .filter(|p| matches!(self.resolve_path(p), Ok(Some(f)) if f.layers[0] == l && f.st.st_ino == st_ino))
+            .cloned()
+            .collect()
+    }
+}
+
+fn walk(dir: &std::os::fd::OwnedFd, prefix: &mut Vec<u8>, map: &mut Links, depth: usize) {
+    if depth > 256 {
+        return;
+    }
+    let Ok(mut d) = Dir::read_from(dir) else {
+        return;
+    };
+    let mut subdirs = Vec::new();
+    while let Some(Ok(e)) = d.read() {
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let mut path = prefix.clone();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        match e.file_type() {
+            FileType::Directory => subdirs.push((name.to_vec(), path)),
+            _ => {
+                if let Ok(st) = rfs::statat(
+                    dir,
+                    std::ffi::OsStr::from_bytes(name),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                ) {
+                    if st.st_nlink > 1 && FileType::from_raw_mode(st.st_mode) != FileType::Directory
+                    {
+                        map.entry(st.st_ino).or_default().push(path);
+                    }
+                }
+            }
+        }
+    }
+    for (name, mut path) in subdirs {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if let Ok(sub) = rfs::openat(
+            dir,
+            std::ffi::OsStr::from_bytes(&name),
+            flags,
+            Mode::empty(),
+        ) {
+            walk(&sub, &mut path, map, depth + 1);
+        }
+    }
+}
