@@ -37,7 +37,7 @@ impl Union {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
-            walk(&d, &mut Vec::new(), &mut map, 0);
+            walk(&d, &[], &mut map, 0);
         }
         let map = Arc::new(map);
         self.links.layers.lock().insert(l, map.clone());
@@ -78,7 +78,7 @@ impl Union {
     }
 }
 
-fn walk(dir: &std::os::fd::OwnedFd, prefix: &mut Vec<u8>, map: &mut Links, depth: usize) {
+fn walk(dir: &std::os::fd::OwnedFd, prefix: &[u8], map: &mut Links, depth: usize) {
     if depth > 256 {
         return;
     }
@@ -91,7 +91,7 @@ fn walk(dir: &std::os::fd::OwnedFd, prefix: &mut Vec<u8>, map: &mut Links, depth
         if name == b"." || name == b".." {
             continue;
         }
-        let mut path = prefix.clone();
+        let mut path = prefix.to_vec();
         if !path.is_empty() {
             path.push(b'/');
         }
@@ -112,7 +112,7 @@ fn walk(dir: &std::os::fd::OwnedFd, prefix: &mut Vec<u8>, map: &mut Links, depth
             }
         }
     }
-    for (name, mut path) in subdirs {
+    for (name, path) in subdirs {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         if let Ok(sub) = rfs::openat(
             dir,
@@ -120,7 +120,7 @@ fn walk(dir: &std::os::fd::OwnedFd, prefix: &mut Vec<u8>, map: &mut Links, depth
             flags,
             Mode::empty(),
         ) {
-            walk(&sub, &mut path, map, depth + 1);
+            walk(&sub, &path, map, depth + 1);
         }
     }
 }
