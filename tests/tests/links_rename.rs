@@ -1,0 +1,259 @@
+//! Hard links (st_ino, st_nlink) and rename / renameat2 (NOREPLACE, EXCHANGE), including
+//! renames over whited-out names and of lower directories.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use rustix::fs::{renameat_with, RenameFlags, CWD};
+use strata_tests::*;
+
+fn rename2(a: &Path, b: &Path, flags: RenameFlags) -> std::io::Result<()> {
+    rx(renameat_with(CWD, a, CWD, b, flags))
+}
+
+#[test]
+fn priv_lower_hard_links_share_inode_and_nlink() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(2);
+    write(fx.l(0, "a"), "pair");
+    fs::hard_link(fx.l(0, "a"), fx.l(0, "b")).unwrap();
+    write(fx.l(1, "c1"), "triple");
+    mkdirs(fx.l(1, "sub"));
+    fs::hard_link(fx.l(1, "c1"), fx.l(1, "c2")).unwrap();
+    fs::hard_link(fx.l(1, "c1"), fx.l(1, "sub/c3")).unwrap();
+    fx.mount();
+    // Look the second name up first: nlink must not depend on which names were seen.
+    let b = lstat(fx.m("b"));
+    assert_eq!(b.nlink(), 2, "nlink of b looked up first");
+    let a = lstat(fx.m("a"));
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+    let c3 = lstat(fx.m("sub/c3"));
+    assert_eq!(c3.nlink(), 3, "nlink of sub/c3 looked up first");
+    for n in ["c1", "c2"] {
+        let md = lstat(fx.m(n));
+        assert_eq!((md.ino(), md.nlink()), (c3.ino(), 3), "{n}");
+    }
+    let root = readdir(&fx.mnt).unwrap();
+    let d_ino = |n: &str| root.iter().find(|e| e.name == n).unwrap().ino;
+    assert_eq!(d_ino("a"), d_ino("b"));
+    assert_eq!(d_ino("a"), a.ino());
+    assert_eq!(read_str(fx.m("b")), "pair");
+}
+
+#[test]
+fn priv_new_hard_links_have_correct_nlink() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "s"), "lower-single");
+    fx.mount();
+    write(fx.m("n"), "new");
+    fs::hard_link(fx.m("n"), fx.m("n2")).unwrap();
+    let (n, n2) = (lstat(fx.m("n")), lstat(fx.m("n2")));
+    assert_eq!((n.ino(), n.nlink()), (n2.ino(), 2));
+    assert_eq!(n2.nlink(), 2);
+    mkdirs(fx.m("dir"));
+    fs::hard_link(fx.m("n2"), fx.m("dir/n3")).unwrap();
+    for p in ["n", "n2", "dir/n3"] {
+        assert_eq!(lstat(fx.m(p)).nlink(), 3, "{p} after the third link");
+    }
+    fs::remove_file(fx.m("n")).unwrap();
+    for p in ["n2", "dir/n3"] {
+        assert_eq!(lstat(fx.m(p)).nlink(), 2, "{p} after unlinking n");
+    }
+    // A link to a lower file: copy-up, then two names of one inode.
+    let s_ino = lstat(fx.m("s")).ino();
+    fs::hard_link(fx.m("s"), fx.m("s2")).unwrap();
+    let (s, s2) = (lstat(fx.m("s")), lstat(fx.m("s2")));
+    assert_eq!((s.ino(), s.nlink()), (s_ino, 2));
+    assert_eq!((s2.ino(), s2.nlink()), (s_ino, 2));
+    assert_eq!(lstat(fx.u("s")).ino(), lstat(fx.u("s2")).ino());
+    append(fx.m("s2"), "+");
+    assert_eq!(read_str(fx.m("s")), "lower-single+");
+    assert_eq!(read_str(fx.l(0, "s")), "lower-single");
+    let n2_ino = lstat(fx.m("n2")).ino();
+    fx.remount();
+    let (s, s2) = (lstat(fx.m("s")), lstat(fx.m("s2")));
+    assert_eq!((s.ino(), s.nlink(), s2.ino(), s2.nlink()), (s_ino, 2, s_ino, 2), "after remount");
+    let n2 = lstat(fx.m("n2"));
+    assert_eq!((n2.ino(), n2.nlink()), (n2_ino, 2));
+    assert_eq!(read_str(fx.m("dir/n3")), "new");
+}
+
+#[test]
+fn priv_hard_link_written_through_second_name_survives_remount() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "a"), "orig");
+    fs::hard_link(fx.l(0, "a"), fx.l(0, "b")).unwrap();
+    fx.mount();
+    // Look `a` up first so the daemon knows the inode under that name, then write through b.
+    assert_eq!(read_str(fx.m("a")), "orig");
+    append(fx.m("b"), "+via-b");
+    assert_eq!(read_str(fx.m("b")), "orig+via-b");
+    fx.remount();
+    assert_eq!(read_str(fx.m("b")), "orig+via-b", "data written through name b lost after remount");
+    assert_eq!(read_str(fx.l(0, "a")), "orig", "lower changed");
+}
+
+#[test]
+fn priv_rename_files_and_upper_dirs() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "lf"), "lower-file");
+    write(fx.l(0, "ldir/x"), "x");
+    fx.mount();
+    fs::rename(fx.m("lf"), fx.m("lf-moved")).unwrap();
+    write(fx.m("uf"), "upper-file");
+    fs::rename(fx.m("uf"), fx.m("ldir/uf-moved")).unwrap();
+    mkdirs(fx.m("ud/sub"));
+    write(fx.m("ud/sub/deep"), "deep");
+    write(fx.m("ud/top"), "top");
+    fs::rename(fx.m("ud"), fx.m("ud2")).unwrap();
+    mkdirs(fx.m("holder"));
+    fs::rename(fx.m("ud2"), fx.m("holder/ud3")).unwrap();
+    let check = |fx: &Fixture, when: &str| {
+        assert_eq!(names(&fx.mnt), sorted(&[".", "..", "holder", "ldir", "lf-moved"]), "{when}");
+        assert_eq!(read_str(fx.m("lf-moved")), "lower-file", "{when}");
+        assert_eq!(read_str(fx.m("ldir/uf-moved")), "upper-file", "{when}");
+        assert_eq!(names(fx.m("ldir")), sorted(&[".", "..", "uf-moved", "x"]), "{when}");
+        assert_eq!(names(fx.m("holder/ud3")), sorted(&[".", "..", "sub", "top"]), "{when}");
+        assert_eq!(read_str(fx.m("holder/ud3/sub/deep")), "deep", "{when}");
+        for gone in ["lf", "uf", "ud", "ud2"] {
+            assert_eq!(errno(gone, fs::symlink_metadata(fx.m(gone))), libc::ENOENT, "{gone} {when}");
+        }
+    };
+    check(&fx, "before remount");
+    assert!(is_char_whiteout(&lstat(fx.u("lf"))), "renamed lower file leaves a whiteout");
+    fx.remount();
+    check(&fx, "after remount");
+    assert_eq!(read_str(fx.l(0, "lf")), "lower-file");
+}
+
+#[test]
+fn priv_rename_over_existing_entries() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "src"), "src");
+    write(fx.l(0, "dst"), "dst");
+    write(fx.l(0, "le/x"), "x");
+    write(fx.l(0, "full/y"), "y");
+    write(fx.l(0, "file"), "file");
+    mkdirs(fx.l(0, "emptydir"));
+    fx.mount();
+    fs::rename(fx.m("src"), fx.m("dst")).unwrap();
+    assert_eq!(read_str(fx.m("dst")), "src");
+    assert_eq!(errno("src", fs::symlink_metadata(fx.m("src"))), libc::ENOENT);
+    write(fx.m("u1"), "u1");
+    write(fx.m("u2"), "u2");
+    fs::rename(fx.m("u1"), fx.m("u2")).unwrap();
+    assert_eq!(read_str(fx.m("u2")), "u1");
+    // An upper dir over a lower dir that is empty in the union: x must not come back.
+    fs::remove_file(fx.m("le/x")).unwrap();
+    mkdirs(fx.m("ud"));
+    write(fx.m("ud/mine"), "mine");
+    fs::rename(fx.m("ud"), fx.m("le")).unwrap();
+    assert_eq!(names(fx.m("le")), sorted(&[".", "..", "mine"]));
+    // Errors.
+    mkdirs(fx.m("ud2"));
+    assert_eq!(errno("dir over non-empty", fs::rename(fx.m("ud2"), fx.m("full"))), libc::ENOTEMPTY);
+    assert_eq!(errno("file over dir", fs::rename(fx.m("file"), fx.m("emptydir"))), libc::EISDIR);
+    assert_eq!(errno("dir over file", fs::rename(fx.m("ud2"), fx.m("file"))), libc::ENOTDIR);
+    assert_eq!(errno("missing source", fs::rename(fx.m("nope"), fx.m("x"))), libc::ENOENT);
+    fs::rename(fx.m("ud2"), fx.m("emptydir")).unwrap();
+    fx.remount();
+    assert_eq!(read_str(fx.m("dst")), "src");
+    assert_eq!(read_str(fx.m("u2")), "u1");
+    assert_eq!(names(fx.m("le")), sorted(&[".", "..", "mine"]));
+    assert_eq!(names(fx.m("full")), sorted(&[".", "..", "y"]));
+    assert_eq!(names(fx.m("emptydir")), sorted(&[".", ".."]));
+    assert_eq!(
+        names(&fx.mnt),
+        sorted(&[".", "..", "dst", "emptydir", "file", "full", "le", "u2"])
+    );
+    assert_eq!(read_str(fx.l(0, "dst")), "dst", "lower unchanged");
+}
+
+#[test]
+fn priv_renameat2_noreplace_and_exchange() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    for n in ["a", "b", "c", "wh", "e1", "e2"] {
+        write(fx.l(0, n), format!("lower-{n}"));
+    }
+    fx.mount();
+    // NOREPLACE: over an existing name EEXIST, over a missing or whited-out name it works.
+    assert_eq!(errno("noreplace over b", rename2(&fx.m("a"), &fx.m("b"), RenameFlags::NOREPLACE)), libc::EEXIST);
+    assert_eq!(read_str(fx.m("a")), "lower-a");
+    assert_eq!(read_str(fx.m("b")), "lower-b");
+    rename2(&fx.m("a"), &fx.m("fresh"), RenameFlags::NOREPLACE).unwrap();
+    fs::remove_file(fx.m("wh")).unwrap();
+    rename2(&fx.m("c"), &fx.m("wh"), RenameFlags::NOREPLACE).expect("RENAME_NOREPLACE over a whited-out name");
+    assert_eq!(read_str(fx.m("wh")), "lower-c");
+    assert_eq!(errno("c moved", fs::symlink_metadata(fx.m("c"))), libc::ENOENT);
+    // EXCHANGE: two lower files, a lower and an upper file.
+    rename2(&fx.m("e1"), &fx.m("e2"), RenameFlags::EXCHANGE).expect("RENAME_EXCHANGE of two lower files");
+    assert_eq!(read_str(fx.m("e1")), "lower-e2");
+    assert_eq!(read_str(fx.m("e2")), "lower-e1");
+    write(fx.m("up"), "upper");
+    rename2(&fx.m("up"), &fx.m("b"), RenameFlags::EXCHANGE).unwrap();
+    assert_eq!(read_str(fx.m("up")), "lower-b");
+    assert_eq!(read_str(fx.m("b")), "upper");
+    assert_eq!(errno("exchange with missing", rename2(&fx.m("b"), &fx.m("missing"), RenameFlags::EXCHANGE)), libc::ENOENT);
+    fs::remove_file(fx.m("fresh")).unwrap();
+    assert_eq!(errno("exchange with whited-out", rename2(&fx.m("b"), &fx.m("fresh"), RenameFlags::EXCHANGE)), libc::ENOENT);
+    let expect = sorted(&[".", "..", "b", "e1", "e2", "up", "wh"]);
+    assert_eq!(names(&fx.mnt), expect);
+    fx.remount();
+    assert_eq!(names(&fx.mnt), expect);
+    for (n, c) in [("b", "upper"), ("e1", "lower-e2"), ("e2", "lower-e1"), ("up", "lower-b"), ("wh", "lower-c")] {
+        assert_eq!(read_str(fx.m(n)), c, "{n} after remount");
+    }
+    for n in ["a", "b", "c", "wh", "e1", "e2"] {
+        assert_eq!(read_str(fx.l(0, n)), format!("lower-{n}"), "lower {n} changed");
+    }
+}
+
+#[test]
+fn priv_rename_of_lower_directory_is_exdev_or_complete() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(2);
+    write(fx.l(0, "ld/a"), "a");
+    write(fx.l(1, "ld/b"), "b");
+    write(fx.l(1, "ld/sub/c"), "c");
+    write(fx.l(0, "lonly/x"), "x");
+    fx.mount();
+    write(fx.m("ld/u"), "u"); // merged: upper + two lowers
+    for (from, to, kids) in [
+        ("ld", "ld-moved", vec![".", "..", "a", "b", "sub", "u"]),
+        ("lonly", "lonly-moved", vec![".", "..", "x"]),
+    ] {
+        match fs::rename(fx.m(from), fx.m(to)) {
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EXDEV), "rename {from}: {e}");
+                assert_eq!(names(fx.m(from)), sorted(&kids), "{from} unchanged after EXDEV");
+            }
+            Ok(()) => {
+                assert_eq!(names(fx.m(to)), sorted(&kids), "{to} after rename");
+                assert_eq!(errno(from, fs::symlink_metadata(fx.m(from))), libc::ENOENT);
+                fx.remount();
+                assert_eq!(names(fx.m(to)), sorted(&kids), "{to} after remount");
+                assert_eq!(errno(from, fs::symlink_metadata(fx.m(from))), libc::ENOENT, "{from} after remount");
+            }
+        }
+    }
+}
