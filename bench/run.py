@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: native dir, kernel overlayfs, fuse-overlayfs 1.x (Debian),
+fuse-overlayfs 2.0 (crate registry) and strata, on the data set from prepare.sh.
+
+Every repetition runs each implementation on a fresh mount with an empty upper, in a
+shuffled order (interleaved, so background load hits every implementation alike). Prints
+medians, the ratio strata/peer (time ratio: < 1 means strata is faster) and each daemon's
+peak RSS. Every workload checks its result, so a fast wrong answer fails the run.
+Run as root: ./bench/run.py [--quick] [--reps N] [--only W1,W3]
+"""
+import argparse, os, random, shutil, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DATA = os.environ.get("BENCH_DATA", os.path.join(ROOT, "data"))
+STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "..", "target", "release", "strata-overlay"))
+FO1 = shutil.which("fuse-overlayfs") or "/usr/bin/fuse-overlayfs"
+FO2 = "/opt/strata-tools/bin/fuse-overlayfs"
+LOWERS = [os.path.join(DATA, l) for l in ("lower1", "lower2", "lower3")]
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw).stdout
+
+
+def drop_caches():
+    sh("sync; echo 3 > /proc/sys/vm/drop_caches")
+
+
+class Mount:
+    """One fresh mount of one implementation."""
+
+    def __init__(self, impl, scratch):
+        self.impl = impl
+        self.dir = tempfile.mkdtemp(dir=scratch)
+        self.mnt = os.path.join(self.dir, "m")
+        up, wk = os.path.join(self.dir, "u"), os.path.join(self.dir, "w")
+        for d in (self.mnt, up, wk):
+            os.makedirs(d)
+        opts = f"lowerdir={':'.join(LOWERS)},upperdir={up},workdir={wk}"
+        if impl == "native":
+            shutil.rmtree(self.mnt)
+            # A merged copy made of hard links: same data, plain directory.
+            for l in reversed(LOWERS):
+                sh(f"cp -al --remove-destination {l}/. {self.mnt}/ 2>/dev/null || cp -al {l}/. {self.mnt}/")
+            # git writes its index: give the native tree its own copy, never a link to a lower.
+            sh(f"rm -rf {self.mnt}/repo/.git && cp -a {LOWERS[0]}/repo/.git {self.mnt}/repo/.git")
+        elif impl == "kernel":
+            sh(f"mount -t overlay overlay -o {opts} {self.mnt}")
+        elif impl == "fo1":
+            sh(f"{FO1} -o {opts} {self.mnt}")
+        elif impl == "fo2":
+            sh(f"{FO2} -o {opts} {self.mnt}")
+        elif impl == "strata":
+            sh(f"{STRATA} -o {opts} {self.mnt}")
+        self.pid = self.daemon_pid()
+
+    def daemon_pid(self):
+        if self.impl in ("native", "kernel"):
+            return None
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    cl = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
+                except OSError:
+                    continue
+                if self.mnt.encode() in cl:
+                    return int(p)
+        return None
+
+    def peak_rss_mib(self):
+        if not self.pid:
+            return None
+        for line in open(f"/proc/{self.pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return None
+
+    def close(self):
+        if self.impl != "native":
+            subprocess.run(["umount", self.mnt], check=False)
+            for _ in range(100):
+                if not self.pid or not os.path.exists(f"/proc/{self.pid}"):
+                    break
+                time.sleep(0.02)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def expect(cond, what):
+    if not cond:
+        raise SystemExit(f"result check failed: {what}")
+
+
+# Each workload: (name, setup(mnt) or None, run(mnt) -> checked value, needs_cold)
+def w_find_stat(m):
+    out = sh(f"find {m} -xdev -print0 | xargs -0 stat -c %s | wc -l")
+    return int(out)
+
+
+def w_ls_lR(m):
+    return len(sh(f"ls -lR {m}/small").splitlines())
+
+
+def w_seq_read(m):
+    return int(sh(f"dd if={m}/big.bin of=/dev/null bs=1M 2>&1 | tail -1 | cut -d' ' -f1"))
+
+
+def w_fio(m, jobs):
+    import json
+    out = sh(f"fio --name=rr --filename={m}/big.bin --rw=randread --bs=4k --ioengine=psync --numjobs={jobs} "
+             f"--io_size=64m --invalidate=0 --group_reporting --output-format=json")
+    return json.loads(out)["jobs"][0]["read"]["iops"]
+
+
+def w_append_copyup(m):
+    sh(f"echo x >> {m}/big.bin")
+    return os.stat(f"{m}/big.bin").st_size
+
+
+def w_chmod_copyup(m):
+    os.chmod(f"{m}/big.bin", 0o600)
+    return os.stat(f"{m}/big.bin").st_mode & 0o777
+
+
+def w_untar(m):
+    os.makedirs(f"{m}/untar")
+    sh(f"tar -C {m}/untar -xf {DATA}/untar.tar && sync")
+    return int(sh(f"find {m}/untar -type f | wc -l"))
+
+
+def w_rm_rf(m):
+    sh(f"rm -rf {m}/small")
+    return os.path.exists(f"{m}/small")
+
+
+def w_git_status(m):
+    return sh(f"git -C {m}/repo status --porcelain | wc -l").strip()
+
+
+def w_tar(m):
+    sh(f"tar cf /dev/null -C {m} repo small")
+    return True
+
+
+def w_parallel_walks(m):
+    procs = [subprocess.Popen(f"find {m}/{d} -xdev | wc -l", shell=True, stdout=subprocess.PIPE, text=True)
+             for d in ("small", "repo", "usr", "small")]
+    return [int(p.communicate()[0]) for p in procs]
+
+
+WORKLOADS = [
+    # name, function, cache state: cold (drop caches first) / warm (one untimed run first) / once
+    ("W1 find+stat cold", w_find_stat, "cold"),
+    ("W1 find+stat warm", w_find_stat, "warm"),
+    ("W2 ls -lR warm", w_ls_lR, "warm"),
+    ("W3 seq read cold", w_seq_read, "cold"),
+    ("W3 seq read warm", w_seq_read, "warm"),
+    ("W4 fio 4k rand 1 job (IOPS)", lambda m: w_fio(m, 1), "warm"),
+    ("W4 fio 4k rand 4 jobs (IOPS)", lambda m: w_fio(m, 4), "warm"),
+    ("W5 copy-up on append", w_append_copyup, "once"),
+    ("W5 copy-up on chmod", w_chmod_copyup, "once"),
+    ("W6 untar 10k + sync", w_untar, "once"),
+    ("W7 rm -rf lower tree", w_rm_rf, "once"),
+    ("W8 git status warm", w_git_status, "warm"),
+    ("W8 tar cf /dev/null warm", w_tar, "warm"),
+    ("W9 4 parallel walks warm", w_parallel_walks, "warm"),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--impls", default="native,kernel,fo1,fo2,strata")
+    a = ap.parse_args()
+    reps = a.reps or (1 if a.quick else 3)
+    impls = [i for i in a.impls.split(",") if i != "fo2" or os.path.exists(FO2)]
+    scratch = tempfile.mkdtemp(prefix="strata-bench.", dir="/var/tmp")
+    wl = [w for w in WORKLOADS if not a.only or any(w[0].startswith(o) for o in a.only.split(","))]
+    res = {(w[0], i): [] for w in wl for i in impls}
+    rss = {i: [] for i in impls}
+    expected = {}
+    for r in range(reps):
+        for name, fn, state in wl:
+            order = impls[:]
+            random.shuffle(order)
+            for impl in order:
+                if impl == "native" and name.startswith("W5"):
+                    continue  # copy-up has no native equivalent (and would write a lower via its link)
+                mt = Mount(impl, scratch)
+                try:
+                    if state == "cold":
+                        drop_caches()
+                    elif state == "warm":
+                        fn(mt.mnt)
+                    dt, out = timed(lambda: fn(mt.mnt))
+                    key = name
+                    if key in expected:
+                        expect(out == expected[key] or "IOPS" in name, f"{name} on {impl}: {out!r} != {expected[key]!r}")
+                    else:
+                        expected[key] = out
+                    res[(name, impl)].append(out if "IOPS" in name else dt)
+                    if name.startswith("W1 find+stat warm"):
+                        p = mt.peak_rss_mib()
+                        if p:
+                            rss[impl].append(p)
+                finally:
+                    mt.close()
+        print(f"round {r + 1}/{reps} done", file=sys.stderr)
+    shutil.rmtree(scratch, ignore_errors=True)
+    head = f"{'workload':34}" + "".join(f"{i:>10}" for i in impls) + "".join(f"{'st/' + i:>11}" for i in impls if i != "strata")
+    print(head)
+    for name, _, _ in wl:
+        med = {i: statistics.median(res[(name, i)]) if res[(name, i)] else 0 for i in impls}
+        row = f"{name:34}" + "".join(f"{'-':>10}" if not res[(name, i)] else f"{med[i]:>10.3f}" if med[i] < 1e4 else f"{med[i]:>10.0f}" for i in impls)
+        for i in impls:
+            if i == "strata":
+                continue
+            if med[i] == 0:
+                row += f"{'-':>11}"
+            elif "IOPS" in name:
+                row += f"{med['strata'] / med[i]:>10.2f}x"  # throughput ratio: > 1 is better
+            else:
+                row += f"{med['strata'] / med[i]:>10.2f}x"  # time ratio: < 1 is better
+        print(row)
+    print("peak RSS after W1 (MiB): " + ", ".join(f"{i}={max(v):.1f}" for i, v in rss.items() if v))
+    print("time rows: strata/peer time (< 1: strata faster); IOPS rows: strata/peer IOPS (> 1: strata faster)")
+
+
+if __name__ == "__main__":
+    main()
