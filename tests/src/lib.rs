@@ -99,7 +99,10 @@ pub fn require_mount() -> bool {
     require_all(&[Need::Root, Need::Fuse])
 }
 
-fn cached(cell: &'static OnceLock<Result<(), String>>, f: fn() -> Result<(), String>) -> Result<(), String> {
+fn cached(
+    cell: &'static OnceLock<Result<(), String>>,
+    f: fn() -> Result<(), String>,
+) -> Result<(), String> {
     cell.get_or_init(f).clone()
 }
 
@@ -113,7 +116,10 @@ fn check(need: Need) -> Result<(), String> {
             if rustix::process::geteuid().is_root() {
                 Ok(())
             } else {
-                Err(format!("not running as root (euid {})", rustix::process::geteuid().as_raw()))
+                Err(format!(
+                    "not running as root (euid {})",
+                    rustix::process::geteuid().as_raw()
+                ))
             }
         }
         Need::Fuse => cached(&FUSE, || {
@@ -122,7 +128,10 @@ fn check(need: Need) -> Result<(), String> {
             // A missing binary is a build problem, not an environment one: say so loudly.
             let b = bin("strata-overlay");
             if !b.exists() {
-                return Err(format!("{} is not built (run `cargo build` first)", b.display()));
+                return Err(format!(
+                    "{} is not built (run `cargo build` first)",
+                    b.display()
+                ));
             }
             Ok(())
         }),
@@ -135,7 +144,10 @@ fn check(need: Need) -> Result<(), String> {
             if out.status.success() {
                 Ok(())
             } else {
-                Err(format!("unshare -Urm failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+                Err(format!(
+                    "unshare -Urm failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
             }
         }),
         Need::KernelOverlay => cached(&KOVL, probe_kernel_overlay),
@@ -146,7 +158,10 @@ fn check(need: Need) -> Result<(), String> {
 fn probe_kernel_overlay() -> Result<(), String> {
     check(Need::Root)?;
     let fsl = fs::read_to_string("/proc/filesystems").map_err(|e| e.to_string())?;
-    if !fsl.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+    if !fsl
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"))
+    {
         // It may be a module that loads on first mount; try anyway below.
     }
     let t = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -156,7 +171,12 @@ fn probe_kernel_overlay() -> Result<(), String> {
     let p = |d: &str| t.path().join(d).display().to_string();
     let out = Command::new("mount")
         .args(["-t", "overlay", "overlay", "-o"])
-        .arg(format!("lowerdir={},upperdir={},workdir={}", p("l"), p("u"), p("w")))
+        .arg(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            p("l"),
+            p("u"),
+            p("w")
+        ))
         .arg(p("m"))
         .output()
         .map_err(|e| format!("cannot run mount: {e}"))?;
@@ -166,7 +186,7 @@ fn probe_kernel_overlay() -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let _ = rustix::mount::unmount(&t.path().join("m"), rustix::mount::UnmountFlags::DETACH);
+    let _ = rustix::mount::unmount(t.path().join("m"), rustix::mount::UnmountFlags::DETACH);
     Ok(())
 }
 
@@ -178,7 +198,8 @@ pub fn unpriv_ids() -> Option<(u32, u32)> {
     let passwd = fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 4 && f[0] == UNPRIV_USER).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+        (f.len() >= 4 && f[0] == UNPRIV_USER)
+            .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
     })
 }
 
@@ -186,7 +207,13 @@ fn probe_unpriv_user() -> Result<(), String> {
     check(Need::Root)?;
     if unpriv_ids().is_none() {
         let out = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/bin/sh", UNPRIV_USER])
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/bin/sh",
+                UNPRIV_USER,
+            ])
             .output()
             .map_err(|e| format!("no user {UNPRIV_USER} and cannot run useradd: {e}"))?;
         if !out.status.success() && unpriv_ids().is_none() {
@@ -197,9 +224,15 @@ fn probe_unpriv_user() -> Result<(), String> {
         }
     }
     let (uid, gid) = unpriv_ids().ok_or("user vanished after useradd")?;
-    let mode = fs::metadata("/dev/fuse").map_err(|e| e.to_string())?.permissions().mode();
+    let mode = fs::metadata("/dev/fuse")
+        .map_err(|e| e.to_string())?
+        .permissions()
+        .mode();
     if mode & 0o006 != 0o006 {
-        return Err(format!("/dev/fuse is mode {:o}: {UNPRIV_USER} cannot open it (setup runs chmod 666 /dev/fuse)", mode & 0o777));
+        return Err(format!(
+            "/dev/fuse is mode {:o}: {UNPRIV_USER} cannot open it (setup runs chmod 666 /dev/fuse)",
+            mode & 0o777
+        ));
     }
     let out = Command::new("setpriv")
         .arg(format!("--reuid={uid}"))
@@ -233,7 +266,11 @@ pub fn bin_dir() -> PathBuf {
             .map(PathBuf::from)
             .map(|t| if t.is_absolute() { t } else { ws.join(t) })
             .unwrap_or_else(|| ws.join("target"));
-        let order = if cfg!(debug_assertions) { ["debug", "release"] } else { ["release", "debug"] };
+        let order = if cfg!(debug_assertions) {
+            ["debug", "release"]
+        } else {
+            ["release", "debug"]
+        };
         let found = order
             .iter()
             .map(|p| target.join(p))
@@ -254,15 +291,24 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
     let mut best = None;
     for e in fs::read_dir(dir).ok()?.flatten() {
         let md = e.metadata().ok()?;
-        let t = if md.is_dir() { newest_mtime(&e.path()) } else { md.modified().ok() };
+        let t = if md.is_dir() {
+            newest_mtime(&e.path())
+        } else {
+            md.modified().ok()
+        };
         best = best.max(t);
     }
     best
 }
 
 fn warn_if_stale(ws: &Path, binary: &Path) {
-    let Ok(bt) = fs::metadata(binary).and_then(|m| m.modified()) else { return };
-    let src = ["fs/src", "cli/src"].iter().filter_map(|d| newest_mtime(&ws.join(d))).max();
+    let Ok(bt) = fs::metadata(binary).and_then(|m| m.modified()) else {
+        return;
+    };
+    let src = ["fs/src", "cli/src"]
+        .iter()
+        .filter_map(|d| newest_mtime(&ws.join(d)))
+        .max();
     if src.is_some_and(|s| s > bt) {
         eprintln!(
             "WARNING: {} is older than the sources in fs/ or cli/: run `cargo build` to test the current code",
@@ -275,8 +321,12 @@ fn warn_if_stale(ws: &Path, binary: &Path) {
 /// to exit AND for both pipes to reach EOF (as podman's Go `exec.Cmd.Run` does). Panics when
 /// that takes longer than `timeout`, saying which of the two did not happen.
 pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let mut out = child.stdout.take().expect("stdout pipe");
     let mut err = child.stderr.take().expect("stderr pipe");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -322,7 +372,11 @@ pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    Output { status, stdout: stdout.unwrap_or_default(), stderr: stderr.unwrap_or_default() }
+    Output {
+        status,
+        stdout: stdout.unwrap_or_default(),
+        stderr: stderr.unwrap_or_default(),
+    }
 }
 
 /// The state letter of process `pid` (`R`, `S`, `Z`, …), or None when it is gone.
@@ -355,13 +409,19 @@ pub fn processes_with_arg(arg: &Path) -> Vec<i32> {
     let me = std::process::id() as i32;
     let want = arg.as_os_str().as_bytes();
     let mut v = Vec::new();
-    let Ok(rd) = fs::read_dir("/proc") else { return v };
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return v;
+    };
     for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if pid == me || proc_exited(pid) {
             continue;
         }
-        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         if cmd.split(|b| *b == 0).any(|a| a == want) {
             v.push(pid);
         }
@@ -385,7 +445,10 @@ fn unescape_mountinfo(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -424,7 +487,8 @@ pub fn unmount(path: &Path) -> io::Result<()> {
     match rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::BUSY) => {
-            rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).map_err(io::Error::from)
+            rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH)
+                .map_err(io::Error::from)
         }
         Err(e) => Err(e.into()),
     }
@@ -456,9 +520,14 @@ pub struct Fixture {
 impl Fixture {
     /// `nlowers` empty lower layers, an empty upper, work dir and mountpoint. Not mounted.
     pub fn new(nlowers: usize) -> Fixture {
-        let tmp = tempfile::Builder::new().prefix("strata-test-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("strata-test-")
+            .tempdir()
+            .expect("tempdir");
         let root = tmp.path().to_path_buf();
-        let lowers: Vec<PathBuf> = (1..=nlowers).map(|i| root.join(format!("lower{i}"))).collect();
+        let lowers: Vec<PathBuf> = (1..=nlowers)
+            .map(|i| root.join(format!("lower{i}")))
+            .collect();
         for l in &lowers {
             fs::create_dir(l).expect("mkdir lower");
         }
@@ -468,7 +537,17 @@ impl Fixture {
         for d in [&upper, &work, &mnt] {
             fs::create_dir(d).expect("mkdir");
         }
-        Fixture { tmp, lowers, upper, work, mnt, opts: Vec::new(), env: Vec::new(), daemons: Vec::new(), mounted: false }
+        Fixture {
+            tmp,
+            lowers,
+            upper,
+            work,
+            mnt,
+            opts: Vec::new(),
+            env: Vec::new(),
+            daemons: Vec::new(),
+            mounted: false,
+        }
     }
 
     /// The temp directory that holds everything.
@@ -498,7 +577,11 @@ impl Fixture {
 
     /// The `-o` value for this fixture.
     pub fn option_string(&self) -> String {
-        let lowers: Vec<String> = self.lowers.iter().map(|p| p.display().to_string()).collect();
+        let lowers: Vec<String> = self
+            .lowers
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         let mut o = format!(
             "lowerdir={},upperdir={},workdir={}",
             lowers.join(":"),
@@ -550,7 +633,11 @@ impl Fixture {
             "mount program returned 0 but {} is not a fuse.strata mount",
             self.mnt.display()
         );
-        assert!(!self.daemons.is_empty(), "no daemon process found serving {}", self.mnt.display());
+        assert!(
+            !self.daemons.is_empty(),
+            "no daemon process found serving {}",
+            self.mnt.display()
+        );
     }
 
     /// True while mounted.
@@ -570,8 +657,14 @@ impl Fixture {
             return;
         }
         // Plain umount(2): a busy mount here means the test still holds a file open in it.
-        rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::empty())
-            .unwrap_or_else(|e| panic!("umount {}: {e} (does the test still hold a file open?)", self.mnt.display()));
+        rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::empty()).unwrap_or_else(
+            |e| {
+                panic!(
+                    "umount {}: {e} (does the test still hold a file open?)",
+                    self.mnt.display()
+                )
+            },
+        );
         self.mounted = false;
         for pid in std::mem::take(&mut self.daemons) {
             assert!(
@@ -658,8 +751,12 @@ pub fn read_str(p: impl AsRef<Path>) -> String {
 #[track_caller]
 pub fn append(p: impl AsRef<Path>, data: impl AsRef<[u8]>) {
     let p = p.as_ref();
-    let mut f = fs::OpenOptions::new().append(true).open(p).unwrap_or_else(|e| panic!("open {} for append: {e}", p.display()));
-    f.write_all(data.as_ref()).unwrap_or_else(|e| panic!("append to {}: {e}", p.display()));
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(p)
+        .unwrap_or_else(|e| panic!("open {} for append: {e}", p.display()));
+    f.write_all(data.as_ref())
+        .unwrap_or_else(|e| panic!("append to {}: {e}", p.display()));
 }
 
 /// `mkdir -p`.
@@ -681,7 +778,9 @@ pub fn lstat(p: impl AsRef<Path>) -> fs::Metadata {
 pub fn errno<T: fmt::Debug>(what: &str, r: io::Result<T>) -> i32 {
     match r {
         Ok(v) => panic!("{what}: expected an error, got Ok({v:?})"),
-        Err(e) => e.raw_os_error().unwrap_or_else(|| panic!("{what}: error without errno: {e}")),
+        Err(e) => e
+            .raw_os_error()
+            .unwrap_or_else(|| panic!("{what}: error without errno: {e}")),
     }
 }
 
@@ -694,14 +793,16 @@ pub fn rx<T>(r: rustix::io::Result<T>) -> io::Result<T> {
 #[track_caller]
 pub fn chmod(p: impl AsRef<Path>, mode: u32) {
     let p = p.as_ref();
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("chmod {:o} {}: {e}", mode, p.display()));
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {:o} {}: {e}", mode, p.display()));
 }
 
 /// lchown.
 #[track_caller]
 pub fn lchown(p: impl AsRef<Path>, uid: u32, gid: u32) {
     let p = p.as_ref();
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("lchown {}: {e}", p.display()));
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("lchown {}: {e}", p.display()));
 }
 
 /// Sets atime and mtime (seconds, nanoseconds) of `p` itself (no symlink following).
@@ -709,10 +810,17 @@ pub fn lchown(p: impl AsRef<Path>, uid: u32, gid: u32) {
 pub fn set_times(p: impl AsRef<Path>, atime: (i64, i64), mtime: (i64, i64)) {
     let p = p.as_ref();
     let t = rfs::Timestamps {
-        last_access: rfs::Timespec { tv_sec: atime.0, tv_nsec: atime.1 as _ },
-        last_modification: rfs::Timespec { tv_sec: mtime.0, tv_nsec: mtime.1 as _ },
+        last_access: rfs::Timespec {
+            tv_sec: atime.0,
+            tv_nsec: atime.1 as _,
+        },
+        last_modification: rfs::Timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1 as _,
+        },
     };
-    rfs::utimensat(rfs::CWD, p, &t, AtFlags::SYMLINK_NOFOLLOW).unwrap_or_else(|e| panic!("utimensat {}: {e}", p.display()));
+    rfs::utimensat(rfs::CWD, p, &t, AtFlags::SYMLINK_NOFOLLOW)
+        .unwrap_or_else(|e| panic!("utimensat {}: {e}", p.display()));
 }
 
 /// (mtime s, ns) of a metadata.
@@ -734,7 +842,8 @@ pub fn ctime(md: &fs::Metadata) -> (i64, i64) {
 #[track_caller]
 pub fn xattr_set(p: impl AsRef<Path>, name: &str, value: &[u8]) {
     let p = p.as_ref();
-    rfs::lsetxattr(p, name, value, rfs::XattrFlags::empty()).unwrap_or_else(|e| panic!("lsetxattr {name} on {}: {e}", p.display()));
+    rfs::lsetxattr(p, name, value, rfs::XattrFlags::empty())
+        .unwrap_or_else(|e| panic!("lsetxattr {name} on {}: {e}", p.display()));
 }
 
 /// lgetxattr, whole value.
@@ -764,7 +873,8 @@ pub fn xattr_list(p: impl AsRef<Path>) -> io::Result<BTreeSet<String>> {
 #[track_caller]
 pub fn mk_char_whiteout(p: impl AsRef<Path>) {
     let p = p.as_ref();
-    rfs::mknodat(rfs::CWD, p, FileType::CharacterDevice, Mode::empty(), 0).unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
+    rfs::mknodat(rfs::CWD, p, FileType::CharacterDevice, Mode::empty(), 0)
+        .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
 }
 
 /// True when `md` is a char 0/0 device.
@@ -808,7 +918,11 @@ pub fn readdir(p: impl AsRef<Path>) -> io::Result<Vec<Ent>> {
 }
 
 fn readdir_flags(p: &Path, extra: OFlags) -> io::Result<Vec<Ent>> {
-    let fd = rx(rfs::open(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | extra, Mode::empty()))?;
+    let fd = rx(rfs::open(
+        p,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | extra,
+        Mode::empty(),
+    ))?;
     readdir_fd(fd)
 }
 
@@ -831,7 +945,11 @@ fn readdir_fd(fd: OwnedFd) -> io::Result<Vec<Ent>> {
 #[track_caller]
 pub fn names(p: impl AsRef<Path>) -> Vec<String> {
     let p = p.as_ref();
-    readdir(p).unwrap_or_else(|e| panic!("readdir {}: {e}", p.display())).into_iter().map(|e| e.name).collect()
+    readdir(p)
+        .unwrap_or_else(|e| panic!("readdir {}: {e}", p.display()))
+        .into_iter()
+        .map(|e| e.name)
+        .collect()
 }
 
 /// `names` for a literal list, sorted, for comparisons.
@@ -922,13 +1040,23 @@ fn snap_walk(root: &Path, rel: &str, out: &mut BTreeMap<String, Snap>) {
     let mut children = Vec::new();
     match kind {
         'f' => {
-            let fd = open_noatime(&p, false).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
+            let fd =
+                open_noatime(&p, false).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
             let mut f = fs::File::from(fd);
             let mut data = Vec::new();
-            f.read_to_end(&mut data).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+            f.read_to_end(&mut data)
+                .unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
             content = Some(hash_bytes(&data));
         }
-        'l' => target = Some(fs::read_link(&p).expect("readlink").as_os_str().as_bytes().to_vec()),
+        'l' => {
+            target = Some(
+                fs::read_link(&p)
+                    .expect("readlink")
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+            )
+        }
         'd' => {
             let fd = open_noatime(&p, true).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
             children = readdir_fd(fd).unwrap_or_else(|e| panic!("readdir {}: {e}", p.display()));
@@ -963,14 +1091,22 @@ fn snap_walk(root: &Path, rel: &str, out: &mut BTreeMap<String, Snap>) {
         if c.name == "." || c.name == ".." {
             continue;
         }
-        let r = if rel.is_empty() { c.name.clone() } else { format!("{rel}/{}", c.name) };
+        let r = if rel.is_empty() {
+            c.name.clone()
+        } else {
+            format!("{rel}/{}", c.name)
+        };
         snap_walk(root, &r, out);
     }
 }
 
 /// Asserts two snapshots are equal, listing every difference.
 #[track_caller]
-pub fn assert_same_snapshot(what: &str, before: &BTreeMap<String, Snap>, after: &BTreeMap<String, Snap>) {
+pub fn assert_same_snapshot(
+    what: &str,
+    before: &BTreeMap<String, Snap>,
+    after: &BTreeMap<String, Snap>,
+) {
     let mut diffs = Vec::new();
     for (k, b) in before {
         match after.get(k) {
@@ -982,7 +1118,11 @@ pub fn assert_same_snapshot(what: &str, before: &BTreeMap<String, Snap>, after: 
     for k in after.keys().filter(|k| !before.contains_key(*k)) {
         diffs.push(format!("{k:?}: added"));
     }
-    assert!(diffs.is_empty(), "{what} changed:\n  {}", diffs.join("\n  "));
+    assert!(
+        diffs.is_empty(),
+        "{what} changed:\n  {}",
+        diffs.join("\n  ")
+    );
 }
 
 /// Sets the atime of every non-symlink object under `root` to 2001-01-01, so that any read
@@ -1014,16 +1154,35 @@ fn tree_walk(root: &Path, rel: &str, out: &mut BTreeMap<String, String>) {
     match k {
         'f' => {
             let data = read(&p);
-            desc += &format!(" size={} nlink={} mtime={:?} h={:016x}", md.size(), md.nlink(), mtime(&md), hash_bytes(&data));
+            desc += &format!(
+                " size={} nlink={} mtime={:?} h={:016x}",
+                md.size(),
+                md.nlink(),
+                mtime(&md),
+                hash_bytes(&data)
+            );
         }
         'l' => desc += &format!(" -> {}", fs::read_link(&p).expect("readlink").display()),
-        'c' | 'b' => desc += &format!(" rdev={}:{}", libc::major(md.rdev()), libc::minor(md.rdev())),
+        'c' | 'b' => {
+            desc += &format!(
+                " rdev={}:{}",
+                libc::major(md.rdev()),
+                libc::minor(md.rdev())
+            )
+        }
         _ => {}
     }
-    let mut x: Vec<String> = xattr_list(&p).unwrap_or_default().into_iter().filter(|n| n.starts_with("user.")).collect();
+    let mut x: Vec<String> = xattr_list(&p)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.starts_with("user."))
+        .collect();
     x.sort();
     for n in x {
-        desc += &format!(" {n}={:?}", String::from_utf8_lossy(&xattr_get(&p, &n).unwrap_or_default()));
+        desc += &format!(
+            " {n}={:?}",
+            String::from_utf8_lossy(&xattr_get(&p, &n).unwrap_or_default())
+        );
     }
     out.insert(rel.to_string(), desc);
     if k == 'd' {
@@ -1031,7 +1190,11 @@ fn tree_walk(root: &Path, rel: &str, out: &mut BTreeMap<String, String>) {
             if c == "." || c == ".." {
                 continue;
             }
-            let r = if rel.is_empty() { c } else { format!("{rel}/{c}") };
+            let r = if rel.is_empty() {
+                c
+            } else {
+                format!("{rel}/{c}")
+            };
             tree_walk(root, &r, out);
         }
     }
@@ -1048,7 +1211,11 @@ pub fn assert_same_tree(what: &str, a: &BTreeMap<String, String>, b: &BTreeMap<S
             (x, y) => diffs.push(format!("{k:?}:\n      left  {x:?}\n      right {y:?}")),
         }
     }
-    assert!(diffs.is_empty(), "{what}: trees differ:\n  {}", diffs.join("\n  "));
+    assert!(
+        diffs.is_empty(),
+        "{what}: trees differ:\n  {}",
+        diffs.join("\n  ")
+    );
 }
 
 /// A CString of a path (for libc calls).

@@ -9,7 +9,9 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use rustix::fs::SeekFrom as RSeek;
 use strata_tests::*;
 
-const OPS: [&str; 9] = ["write", "append", "truncate", "chmod", "chown", "utimes", "setxattr", "link", "rename"];
+const OPS: [&str; 9] = [
+    "write", "append", "truncate", "chmod", "chown", "utimes", "setxattr", "link", "rename",
+];
 const LOWER_MTIME: (i64, i64) = (1_000_000_000, 123_456_789);
 const FILE_MODE: u32 = 0o7755;
 const DIR_MODE: u32 = 0o2775;
@@ -38,11 +40,17 @@ fn make_lower(fx: &Fixture) {
     age_atimes(fx.lower(0));
 }
 
-/// What the copy must look like after `op`: (upper name, content, mode, owner, mtime or None
-/// when the op legitimately changes it).
-fn expected(op: &str) -> (String, String, u32, (u32, u32), Option<(i64, i64)>) {
+/// What the copy must look like after an op: upper name, content, mode, owner, and mtime
+/// (None when the op legitimately changes it).
+type Expected = (String, String, u32, (u32, u32), Option<(i64, i64)>);
+
+fn expected(op: &str) -> Expected {
     let c = content(op);
-    let name = if op == "rename" { "f_renamed".to_string() } else { format!("f_{op}") };
+    let name = if op == "rename" {
+        "f_renamed".to_string()
+    } else {
+        format!("f_{op}")
+    };
     match op {
         "write" => (name, format!("XYZ{}", &c[3..]), FILE_MODE, OWNER, None),
         "append" => (name, format!("{c}+appended"), FILE_MODE, OWNER, None),
@@ -63,7 +71,12 @@ fn do_op(fx: &Fixture, op: &str) {
             f.write_all_at(b"XYZ", 0).unwrap();
         }
         "append" => append(&p, "+appended"),
-        "truncate" => fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(7).unwrap(),
+        "truncate" => fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(7)
+            .unwrap(),
         "chmod" => chmod(&p, 0o6711),
         "chown" => lchown(&p, 4321, 8765),
         "utimes" => set_times(&p, (1_500_000_000, 5), (1_600_000_000, 7)),
@@ -85,18 +98,38 @@ fn priv_copy_up_every_change_keeps_lower_and_metadata() {
     fx.mount();
     for op in OPS {
         do_op(&fx, op);
-        assert_same_snapshot(&format!("lower after {op}"), &before, &snapshot(fx.lower(0)));
+        assert_same_snapshot(
+            &format!("lower after {op}"),
+            &before,
+            &snapshot(fx.lower(0)),
+        );
         let (name, data, mode, owner, mt) = expected(op);
-        for (side, p) in [("upper", fx.u(&format!("sg/{name}"))), ("mount", fx.m(&format!("sg/{name}")))] {
+        for (side, p) in [
+            ("upper", fx.u(&format!("sg/{name}"))),
+            ("mount", fx.m(&format!("sg/{name}"))),
+        ] {
             let md = lstat(&p);
             assert_eq!(read_str(&p), data, "{op}: {side} content");
-            assert_eq!(md.mode() & 0o7777, mode, "{op}: {side} mode {:o}", md.mode());
+            assert_eq!(
+                md.mode() & 0o7777,
+                mode,
+                "{op}: {side} mode {:o}",
+                md.mode()
+            );
             assert_eq!((md.uid(), md.gid()), owner, "{op}: {side} owner");
             if let Some(t) = mt {
                 assert_eq!(mtime(&md), t, "{op}: {side} mtime");
             }
-            assert_eq!(xattr_get(&p, "user.test").unwrap(), format!("val-{op}").as_bytes(), "{op}: {side} user.test");
-            assert_eq!(xattr_get(&p, "user.other").unwrap(), b"o", "{op}: {side} user.other");
+            assert_eq!(
+                xattr_get(&p, "user.test").unwrap(),
+                format!("val-{op}").as_bytes(),
+                "{op}: {side} user.test"
+            );
+            assert_eq!(
+                xattr_get(&p, "user.other").unwrap(),
+                b"o",
+                "{op}: {side} user.other"
+            );
         }
         match op {
             "setxattr" => assert_eq!(xattr_get(fx.u("sg/f_setxattr"), "user.new").unwrap(), b"n"),
@@ -104,29 +137,56 @@ fn priv_copy_up_every_change_keeps_lower_and_metadata() {
                 let (a, b) = (lstat(fx.u("sg/f_link")), lstat(fx.u("sg/f_link2")));
                 assert_eq!(a.ino(), b.ino(), "link: the two upper names are one inode");
                 let (ma, mb) = (lstat(fx.m("sg/f_link")), lstat(fx.m("sg/f_link2")));
-                assert_eq!((ma.ino(), ma.nlink()), (mb.ino(), 2), "link: same st_ino, nlink 2 through the mount");
+                assert_eq!(
+                    (ma.ino(), ma.nlink()),
+                    (mb.ino(), 2),
+                    "link: same st_ino, nlink 2 through the mount"
+                );
                 assert_eq!(ma.nlink(), 2);
             }
             "rename" => {
-                assert_eq!(errno("old name", fs::symlink_metadata(fx.m("sg/f_rename"))), libc::ENOENT);
-                assert!(is_char_whiteout(&lstat(fx.u("sg/f_rename"))), "rename of a lower file leaves a whiteout");
+                assert_eq!(
+                    errno("old name", fs::symlink_metadata(fx.m("sg/f_rename"))),
+                    libc::ENOENT
+                );
+                assert!(
+                    is_char_whiteout(&lstat(fx.u("sg/f_rename"))),
+                    "rename of a lower file leaves a whiteout"
+                );
             }
             _ => {}
         }
         // The parent was copied up with its setgid bit, owner and xattrs.
         let sg = lstat(fx.u("sg"));
-        assert_eq!(sg.mode() & 0o7777, DIR_MODE, "{op}: upper parent mode {:o}", sg.mode());
+        assert_eq!(
+            sg.mode() & 0o7777,
+            DIR_MODE,
+            "{op}: upper parent mode {:o}",
+            sg.mode()
+        );
         assert_eq!((sg.uid(), sg.gid()), OWNER, "{op}: upper parent owner");
         assert_eq!(xattr_get(fx.u("sg"), "user.dir").unwrap(), b"dir-value");
-        assert_eq!(lstat(fx.m("sg")).mode() & 0o7777, DIR_MODE, "{op}: parent mode through the mount");
+        assert_eq!(
+            lstat(fx.m("sg")).mode() & 0o7777,
+            DIR_MODE,
+            "{op}: parent mode through the mount"
+        );
     }
     // Files not yet touched are still lower-only: no copy of them in the upper.
     fx.remount();
     for op in OPS {
         let (name, data, mode, owner, _) = expected(op);
         let md = lstat(fx.m(&format!("sg/{name}")));
-        assert_eq!(read_str(fx.m(&format!("sg/{name}"))), data, "{op} after remount");
-        assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (mode, owner.0, owner.1), "{op} after remount");
+        assert_eq!(
+            read_str(fx.m(&format!("sg/{name}"))),
+            data,
+            "{op} after remount"
+        );
+        assert_eq!(
+            (md.mode() & 0o7777, md.uid(), md.gid()),
+            (mode, owner.0, owner.1),
+            "{op} after remount"
+        );
     }
     fx.umount();
     assert_same_snapshot("lower at the end", &before, &snapshot(fx.lower(0)));
@@ -147,7 +207,11 @@ fn priv_copy_up_with_a_read_only_fd_open_keeps_lower() {
     ro.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"orig");
     {
-        let mut w = fs::OpenOptions::new().write(true).truncate(true).open(fx.m("f")).unwrap();
+        let mut w = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(fx.m("f"))
+            .unwrap();
         w.write_all(b"rewritten").unwrap();
     }
     assert_eq!(read_str(fx.m("f")), "rewritten");
@@ -174,18 +238,43 @@ fn priv_copy_up_keeps_holes() {
         f.sync_all().unwrap();
     }
     let lower_blocks = lstat(fx.l(0, "sparse")).blocks();
-    assert!(lower_blocks <= 64, "the lower file is not sparse here ({lower_blocks} blocks): cannot test holes");
+    assert!(
+        lower_blocks <= 64,
+        "the lower file is not sparse here ({lower_blocks} blocks): cannot test holes"
+    );
     fx.mount();
     append(fx.m("sparse"), "!");
     let up = lstat(fx.u("sparse"));
     assert_eq!(up.size(), 64 * MIB + 1);
     // 4 KiB of data plus the appended byte's block: far below 64 MiB (131072 blocks).
-    assert!(up.blocks() <= 256, "copy-up filled holes: upper has {} 512-byte blocks", up.blocks());
+    assert!(
+        up.blocks() <= 256,
+        "copy-up filled holes: upper has {} 512-byte blocks",
+        up.blocks()
+    );
     let f = fs::File::open(fx.m("sparse")).unwrap();
-    assert_eq!(rx(rustix::fs::seek(&f, RSeek::Data(0))).unwrap(), 32 * MIB, "SEEK_DATA from 0");
-    assert_eq!(rx(rustix::fs::seek(&f, RSeek::Hole(32 * MIB))).unwrap(), 32 * MIB + 4096, "SEEK_HOLE after the data");
-    assert_eq!(rx(rustix::fs::seek(&f, RSeek::Data(32 * MIB + 4096))).unwrap(), 64 * MIB, "SEEK_DATA to the appended byte");
-    assert_eq!(errno("SEEK_DATA past EOF", rx(rustix::fs::seek(&f, RSeek::Data(64 * MIB + 1)))), libc::ENXIO);
+    assert_eq!(
+        rx(rustix::fs::seek(&f, RSeek::Data(0))).unwrap(),
+        32 * MIB,
+        "SEEK_DATA from 0"
+    );
+    assert_eq!(
+        rx(rustix::fs::seek(&f, RSeek::Hole(32 * MIB))).unwrap(),
+        32 * MIB + 4096,
+        "SEEK_HOLE after the data"
+    );
+    assert_eq!(
+        rx(rustix::fs::seek(&f, RSeek::Data(32 * MIB + 4096))).unwrap(),
+        64 * MIB,
+        "SEEK_DATA to the appended byte"
+    );
+    assert_eq!(
+        errno(
+            "SEEK_DATA past EOF",
+            rx(rustix::fs::seek(&f, RSeek::Data(64 * MIB + 1)))
+        ),
+        libc::ENXIO
+    );
     let mut buf = vec![0u8; 4096];
     f.read_exact_at(&mut buf, 32 * MIB).unwrap();
     assert_eq!(buf, data);
@@ -209,13 +298,26 @@ fn priv_inode_numbers_stable_across_copy_up_and_remount() {
     write(fx.l(1, "deep/er/est"), "x");
     std::os::unix::fs::symlink("f", fx.l(0, "sym")).unwrap();
     fx.mount();
-    let paths = ["f", "d", "d/g", "d/h", "deep", "deep/er", "deep/er/est", "sym"];
+    let paths = [
+        "f",
+        "d",
+        "d/g",
+        "d/h",
+        "deep",
+        "deep/er",
+        "deep/er/est",
+        "sym",
+    ];
     let ino = |fx: &Fixture| -> Vec<u64> { paths.iter().map(|p| lstat(fx.m(p)).ino()).collect() };
     let before = ino(&fx);
     let mut uniq = before.clone();
     uniq.sort();
     uniq.dedup();
-    assert_eq!(uniq.len(), paths.len(), "inode numbers must be distinct: {before:?}");
+    assert_eq!(
+        uniq.len(),
+        paths.len(),
+        "inode numbers must be distinct: {before:?}"
+    );
     // Copy everything up in different ways.
     append(fx.m("f"), "+");
     write(fx.m("d/new"), "n");
@@ -224,7 +326,10 @@ fn priv_inode_numbers_stable_across_copy_up_and_remount() {
     append(fx.m("deep/er/est"), "+");
     lchown(fx.m("sym"), 7, 7);
     for p in ["f", "d/g", "d/h", "deep/er/est", "sym"] {
-        assert!(fs::symlink_metadata(fx.u(p)).is_ok(), "{p} was not copied up");
+        assert!(
+            fs::symlink_metadata(fx.u(p)).is_ok(),
+            "{p} was not copied up"
+        );
     }
     let after = ino(&fx);
     assert_eq!(before, after, "st_ino changed by copy-up ({paths:?})");
@@ -232,15 +337,29 @@ fn priv_inode_numbers_stable_across_copy_up_and_remount() {
     // readdir agrees with stat.
     for e in readdir(fx.m("d")).unwrap() {
         if e.name != ".." {
-            assert_eq!(e.ino, lstat(fx.m(&format!("d/{}", e.name))).ino(), "d_ino of d/{}", e.name);
+            assert_eq!(
+                e.ino,
+                lstat(fx.m(&format!("d/{}", e.name))).ino(),
+                "d_ino of d/{}",
+                e.name
+            );
         }
     }
     fx.remount();
     assert_eq!(ino(&fx), before, "st_ino changed by remount");
-    assert_eq!(lstat(fx.m("d/new")).ino(), new_ino, "new file's st_ino changed by remount");
+    assert_eq!(
+        lstat(fx.m("d/new")).ino(),
+        new_ino,
+        "new file's st_ino changed by remount"
+    );
     for e in readdir(fx.m("d")).unwrap() {
         if e.name != ".." {
-            assert_eq!(e.ino, lstat(fx.m(&format!("d/{}", e.name))).ino(), "d_ino of d/{} after remount", e.name);
+            assert_eq!(
+                e.ino,
+                lstat(fx.m(&format!("d/{}", e.name))).ino(),
+                "d_ino of d/{} after remount",
+                e.name
+            );
         }
     }
 }
@@ -253,16 +372,25 @@ fn priv_copy_up_of_big_file_is_exact() {
     let mut fx = Fixture::new(1);
     // 8 MiB + 3 bytes of non-repeating data: catches short copies and off-by-one chunking.
     let n = 8 * 1024 * 1024 + 3;
-    let data: Vec<u8> = (0..n as u64).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..n as u64)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     write(fx.l(0, "big"), &data);
     fx.mount();
-    let mut f = fs::OpenOptions::new().read(true).write(true).open(fx.m("big")).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(fx.m("big"))
+        .unwrap();
     f.seek(SeekFrom::End(0)).unwrap();
     f.write_all(b"END").unwrap();
     drop(f);
     let got = read(fx.u("big"));
     assert_eq!(got.len(), n + 3);
-    assert!(got[..n] == data[..], "copied data differs from the lower file");
+    assert!(
+        got[..n] == data[..],
+        "copied data differs from the lower file"
+    );
     assert_eq!(&got[n..], b"END");
     assert_eq!(hash_bytes(&read(fx.m("big"))), hash_bytes(&got));
 }

@@ -78,7 +78,11 @@ fn priv_new_hard_links_have_correct_nlink() {
     let n2_ino = lstat(fx.m("n2")).ino();
     fx.remount();
     let (s, s2) = (lstat(fx.m("s")), lstat(fx.m("s2")));
-    assert_eq!((s.ino(), s.nlink(), s2.ino(), s2.nlink()), (s_ino, 2, s_ino, 2), "after remount");
+    assert_eq!(
+        (s.ino(), s.nlink(), s2.ino(), s2.nlink()),
+        (s_ino, 2, s_ino, 2),
+        "after remount"
+    );
     let n2 = lstat(fx.m("n2"));
     assert_eq!((n2.ino(), n2.nlink()), (n2_ino, 2));
     assert_eq!(read_str(fx.m("dir/n3")), "new");
@@ -98,7 +102,11 @@ fn priv_hard_link_written_through_second_name_survives_remount() {
     append(fx.m("b"), "+via-b");
     assert_eq!(read_str(fx.m("b")), "orig+via-b");
     fx.remount();
-    assert_eq!(read_str(fx.m("b")), "orig+via-b", "data written through name b lost after remount");
+    assert_eq!(
+        read_str(fx.m("b")),
+        "orig+via-b",
+        "data written through name b lost after remount"
+    );
     assert_eq!(read_str(fx.l(0, "a")), "orig", "lower changed");
 }
 
@@ -121,18 +129,37 @@ fn priv_rename_files_and_upper_dirs() {
     mkdirs(fx.m("holder"));
     fs::rename(fx.m("ud2"), fx.m("holder/ud3")).unwrap();
     let check = |fx: &Fixture, when: &str| {
-        assert_eq!(names(&fx.mnt), sorted(&[".", "..", "holder", "ldir", "lf-moved"]), "{when}");
+        assert_eq!(
+            names(&fx.mnt),
+            sorted(&[".", "..", "holder", "ldir", "lf-moved"]),
+            "{when}"
+        );
         assert_eq!(read_str(fx.m("lf-moved")), "lower-file", "{when}");
         assert_eq!(read_str(fx.m("ldir/uf-moved")), "upper-file", "{when}");
-        assert_eq!(names(fx.m("ldir")), sorted(&[".", "..", "uf-moved", "x"]), "{when}");
-        assert_eq!(names(fx.m("holder/ud3")), sorted(&[".", "..", "sub", "top"]), "{when}");
+        assert_eq!(
+            names(fx.m("ldir")),
+            sorted(&[".", "..", "uf-moved", "x"]),
+            "{when}"
+        );
+        assert_eq!(
+            names(fx.m("holder/ud3")),
+            sorted(&[".", "..", "sub", "top"]),
+            "{when}"
+        );
         assert_eq!(read_str(fx.m("holder/ud3/sub/deep")), "deep", "{when}");
         for gone in ["lf", "uf", "ud", "ud2"] {
-            assert_eq!(errno(gone, fs::symlink_metadata(fx.m(gone))), libc::ENOENT, "{gone} {when}");
+            assert_eq!(
+                errno(gone, fs::symlink_metadata(fx.m(gone))),
+                libc::ENOENT,
+                "{gone} {when}"
+            );
         }
     };
     check(&fx, "before remount");
-    assert!(is_char_whiteout(&lstat(fx.u("lf"))), "renamed lower file leaves a whiteout");
+    assert!(
+        is_char_whiteout(&lstat(fx.u("lf"))),
+        "renamed lower file leaves a whiteout"
+    );
     fx.remount();
     check(&fx, "after remount");
     assert_eq!(read_str(fx.l(0, "lf")), "lower-file");
@@ -153,7 +180,10 @@ fn priv_rename_over_existing_entries() {
     fx.mount();
     fs::rename(fx.m("src"), fx.m("dst")).unwrap();
     assert_eq!(read_str(fx.m("dst")), "src");
-    assert_eq!(errno("src", fs::symlink_metadata(fx.m("src"))), libc::ENOENT);
+    assert_eq!(
+        errno("src", fs::symlink_metadata(fx.m("src"))),
+        libc::ENOENT
+    );
     write(fx.m("u1"), "u1");
     write(fx.m("u2"), "u2");
     fs::rename(fx.m("u1"), fx.m("u2")).unwrap();
@@ -166,10 +196,22 @@ fn priv_rename_over_existing_entries() {
     assert_eq!(names(fx.m("le")), sorted(&[".", "..", "mine"]));
     // Errors.
     mkdirs(fx.m("ud2"));
-    assert_eq!(errno("dir over non-empty", fs::rename(fx.m("ud2"), fx.m("full"))), libc::ENOTEMPTY);
-    assert_eq!(errno("file over dir", fs::rename(fx.m("file"), fx.m("emptydir"))), libc::EISDIR);
-    assert_eq!(errno("dir over file", fs::rename(fx.m("ud2"), fx.m("file"))), libc::ENOTDIR);
-    assert_eq!(errno("missing source", fs::rename(fx.m("nope"), fx.m("x"))), libc::ENOENT);
+    assert_eq!(
+        errno("dir over non-empty", fs::rename(fx.m("ud2"), fx.m("full"))),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        errno("file over dir", fs::rename(fx.m("file"), fx.m("emptydir"))),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno("dir over file", fs::rename(fx.m("ud2"), fx.m("file"))),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        errno("missing source", fs::rename(fx.m("nope"), fx.m("x"))),
+        libc::ENOENT
+    );
     fs::rename(fx.m("ud2"), fx.m("emptydir")).unwrap();
     fx.remount();
     assert_eq!(read_str(fx.m("dst")), "src");
@@ -195,34 +237,67 @@ fn priv_renameat2_noreplace_and_exchange() {
     }
     fx.mount();
     // NOREPLACE: over an existing name EEXIST, over a missing or whited-out name it works.
-    assert_eq!(errno("noreplace over b", rename2(&fx.m("a"), &fx.m("b"), RenameFlags::NOREPLACE)), libc::EEXIST);
+    assert_eq!(
+        errno(
+            "noreplace over b",
+            rename2(&fx.m("a"), &fx.m("b"), RenameFlags::NOREPLACE)
+        ),
+        libc::EEXIST
+    );
     assert_eq!(read_str(fx.m("a")), "lower-a");
     assert_eq!(read_str(fx.m("b")), "lower-b");
     rename2(&fx.m("a"), &fx.m("fresh"), RenameFlags::NOREPLACE).unwrap();
     fs::remove_file(fx.m("wh")).unwrap();
-    rename2(&fx.m("c"), &fx.m("wh"), RenameFlags::NOREPLACE).expect("RENAME_NOREPLACE over a whited-out name");
+    rename2(&fx.m("c"), &fx.m("wh"), RenameFlags::NOREPLACE)
+        .expect("RENAME_NOREPLACE over a whited-out name");
     assert_eq!(read_str(fx.m("wh")), "lower-c");
-    assert_eq!(errno("c moved", fs::symlink_metadata(fx.m("c"))), libc::ENOENT);
+    assert_eq!(
+        errno("c moved", fs::symlink_metadata(fx.m("c"))),
+        libc::ENOENT
+    );
     // EXCHANGE: two lower files, a lower and an upper file.
-    rename2(&fx.m("e1"), &fx.m("e2"), RenameFlags::EXCHANGE).expect("RENAME_EXCHANGE of two lower files");
+    rename2(&fx.m("e1"), &fx.m("e2"), RenameFlags::EXCHANGE)
+        .expect("RENAME_EXCHANGE of two lower files");
     assert_eq!(read_str(fx.m("e1")), "lower-e2");
     assert_eq!(read_str(fx.m("e2")), "lower-e1");
     write(fx.m("up"), "upper");
     rename2(&fx.m("up"), &fx.m("b"), RenameFlags::EXCHANGE).unwrap();
     assert_eq!(read_str(fx.m("up")), "lower-b");
     assert_eq!(read_str(fx.m("b")), "upper");
-    assert_eq!(errno("exchange with missing", rename2(&fx.m("b"), &fx.m("missing"), RenameFlags::EXCHANGE)), libc::ENOENT);
+    assert_eq!(
+        errno(
+            "exchange with missing",
+            rename2(&fx.m("b"), &fx.m("missing"), RenameFlags::EXCHANGE)
+        ),
+        libc::ENOENT
+    );
     fs::remove_file(fx.m("fresh")).unwrap();
-    assert_eq!(errno("exchange with whited-out", rename2(&fx.m("b"), &fx.m("fresh"), RenameFlags::EXCHANGE)), libc::ENOENT);
+    assert_eq!(
+        errno(
+            "exchange with whited-out",
+            rename2(&fx.m("b"), &fx.m("fresh"), RenameFlags::EXCHANGE)
+        ),
+        libc::ENOENT
+    );
     let expect = sorted(&[".", "..", "b", "e1", "e2", "up", "wh"]);
     assert_eq!(names(&fx.mnt), expect);
     fx.remount();
     assert_eq!(names(&fx.mnt), expect);
-    for (n, c) in [("b", "upper"), ("e1", "lower-e2"), ("e2", "lower-e1"), ("up", "lower-b"), ("wh", "lower-c")] {
+    for (n, c) in [
+        ("b", "upper"),
+        ("e1", "lower-e2"),
+        ("e2", "lower-e1"),
+        ("up", "lower-b"),
+        ("wh", "lower-c"),
+    ] {
         assert_eq!(read_str(fx.m(n)), c, "{n} after remount");
     }
     for n in ["a", "b", "c", "wh", "e1", "e2"] {
-        assert_eq!(read_str(fx.l(0, n)), format!("lower-{n}"), "lower {n} changed");
+        assert_eq!(
+            read_str(fx.l(0, n)),
+            format!("lower-{n}"),
+            "lower {n} changed"
+        );
     }
 }
 
@@ -245,14 +320,22 @@ fn priv_rename_of_lower_directory_is_exdev_or_complete() {
         match fs::rename(fx.m(from), fx.m(to)) {
             Err(e) => {
                 assert_eq!(e.raw_os_error(), Some(libc::EXDEV), "rename {from}: {e}");
-                assert_eq!(names(fx.m(from)), sorted(&kids), "{from} unchanged after EXDEV");
+                assert_eq!(
+                    names(fx.m(from)),
+                    sorted(&kids),
+                    "{from} unchanged after EXDEV"
+                );
             }
             Ok(()) => {
                 assert_eq!(names(fx.m(to)), sorted(&kids), "{to} after rename");
                 assert_eq!(errno(from, fs::symlink_metadata(fx.m(from))), libc::ENOENT);
                 fx.remount();
                 assert_eq!(names(fx.m(to)), sorted(&kids), "{to} after remount");
-                assert_eq!(errno(from, fs::symlink_metadata(fx.m(from))), libc::ENOENT, "{from} after remount");
+                assert_eq!(
+                    errno(from, fs::symlink_metadata(fx.m(from))),
+                    libc::ENOENT,
+                    "{from} after remount"
+                );
             }
         }
     }

@@ -12,20 +12,47 @@ use strata_tests::*;
 fn check_dir(dir: &Path, is_root: bool) {
     let ents = readdir(dir).unwrap_or_else(|e| panic!("readdir {}: {e}", dir.display()));
     let names: Vec<&str> = ents.iter().map(|e| e.name.as_str()).collect();
-    assert!(names.contains(&"."), "{}: no `.` in {names:?}", dir.display());
-    assert!(names.contains(&".."), "{}: no `..` in {names:?}", dir.display());
+    assert!(
+        names.contains(&"."),
+        "{}: no `.` in {names:?}",
+        dir.display()
+    );
+    assert!(
+        names.contains(&".."),
+        "{}: no `..` in {names:?}",
+        dir.display()
+    );
     let mut uniq = names.clone();
     uniq.dedup();
-    assert_eq!(uniq.len(), names.len(), "{}: duplicate names in {names:?}", dir.display());
+    assert_eq!(
+        uniq.len(),
+        names.len(),
+        "{}: duplicate names in {names:?}",
+        dir.display()
+    );
     for e in &ents {
         if e.name == ".." && is_root {
             // `..` of the mount root is outside the filesystem; only its presence is checked.
             continue;
         }
         let md = lstat(dir.join(&e.name));
-        assert_eq!(e.ino, md.ino(), "{}/{}: d_ino {} but st_ino {}", dir.display(), e.name, e.ino, md.ino());
+        assert_eq!(
+            e.ino,
+            md.ino(),
+            "{}/{}: d_ino {} but st_ino {}",
+            dir.display(),
+            e.name,
+            e.ino,
+            md.ino()
+        );
         if e.name != "." && e.name != ".." {
-            assert_eq!(e.kind, mode_letter(md.mode()), "{}/{}: d_type vs st_mode", dir.display(), e.name);
+            assert_eq!(
+                e.kind,
+                mode_letter(md.mode()),
+                "{}/{}: d_type vs st_mode",
+                dir.display(),
+                e.name
+            );
             if e.kind == 'd' {
                 check_dir(&dir.join(&e.name), false);
             }
@@ -70,9 +97,25 @@ fn priv_merged_lookup_and_readdir_three_lowers_and_upper() {
     fx.mount();
     assert_eq!(
         names(&fx.mnt),
-        sorted(&[".", "..", "a", "b", "c", "d", "diroverfile", "empty", "fileoverdir", "onlyl1", "u", "updir"])
+        sorted(&[
+            ".",
+            "..",
+            "a",
+            "b",
+            "c",
+            "d",
+            "diroverfile",
+            "empty",
+            "fileoverdir",
+            "onlyl1",
+            "u",
+            "updir"
+        ])
     );
-    assert_eq!(names(fx.m("d")), sorted(&[".", "..", "deep", "shared", "x1", "x2", "x3", "xu"]));
+    assert_eq!(
+        names(fx.m("d")),
+        sorted(&[".", "..", "deep", "shared", "x1", "x2", "x3", "xu"])
+    );
     assert_eq!(names(fx.m("empty")), sorted(&[".", ".."]));
     assert_eq!(names(fx.m("updir")), sorted(&[".", "..", "g"]));
     assert_eq!(names(fx.m("onlyl1")), sorted(&[".", "..", "f"]));
@@ -89,13 +132,28 @@ fn priv_merged_lookup_and_readdir_three_lowers_and_upper() {
     // A file above a directory hides the directory; a directory above a file hides the file.
     assert!(lstat(fx.m("fileoverdir")).is_file());
     assert_eq!(read_str(fx.m("fileoverdir")), "file");
-    assert_eq!(errno("stat fileoverdir/hidden", fs::metadata(fx.m("fileoverdir/hidden"))), libc::ENOTDIR);
+    assert_eq!(
+        errno(
+            "stat fileoverdir/hidden",
+            fs::metadata(fx.m("fileoverdir/hidden"))
+        ),
+        libc::ENOTDIR
+    );
     assert!(lstat(fx.m("diroverfile")).is_dir());
     assert_eq!(names(fx.m("diroverfile")), sorted(&[".", "..", "inner"]));
     // Missing names.
-    assert_eq!(errno("stat missing", fs::symlink_metadata(fx.m("missing"))), libc::ENOENT);
-    assert_eq!(errno("stat d/missing", fs::symlink_metadata(fx.m("d/missing"))), libc::ENOENT);
-    assert_eq!(errno("stat a/x", fs::symlink_metadata(fx.m("a/x"))), libc::ENOTDIR);
+    assert_eq!(
+        errno("stat missing", fs::symlink_metadata(fx.m("missing"))),
+        libc::ENOENT
+    );
+    assert_eq!(
+        errno("stat d/missing", fs::symlink_metadata(fx.m("d/missing"))),
+        libc::ENOENT
+    );
+    assert_eq!(
+        errno("stat a/x", fs::symlink_metadata(fx.m("a/x"))),
+        libc::ENOTDIR
+    );
     // The root: inode 1 is FUSE's root id; `.` of the root is the root.
     let root = readdir(&fx.mnt).unwrap();
     let dot = root.iter().find(|e| e.name == ".").unwrap();
@@ -118,10 +176,26 @@ fn priv_readdir_dots_and_inodes_after_changes_and_remount() {
     fs::remove_file(fx.m("c")).unwrap();
     write(fx.m("d/deep/made"), "made");
     fs::remove_file(fx.m("d/x2")).unwrap();
-    let expect_root =
-        sorted(&[".", "..", "a", "b", "d", "diroverfile", "empty", "fileoverdir", "new", "newdir", "onlyl1", "u", "updir"]);
+    let expect_root = sorted(&[
+        ".",
+        "..",
+        "a",
+        "b",
+        "d",
+        "diroverfile",
+        "empty",
+        "fileoverdir",
+        "new",
+        "newdir",
+        "onlyl1",
+        "u",
+        "updir",
+    ]);
     assert_eq!(names(&fx.mnt), expect_root);
-    assert_eq!(names(fx.m("d")), sorted(&[".", "..", "deep", "shared", "x1", "x3", "xu"]));
+    assert_eq!(
+        names(fx.m("d")),
+        sorted(&[".", "..", "deep", "shared", "x1", "x3", "xu"])
+    );
     assert_eq!(names(fx.m("d/deep")), sorted(&[".", "..", "e", "made"]));
     assert_eq!(names(fx.m("newdir/sub")), sorted(&[".", "..", "f"]));
     check_dir(&fx.mnt, true);
@@ -165,8 +239,17 @@ fn priv_readdir_large_merged_directory() {
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
     for i in [1, 299, 301, 599, 601, 899, 901, 999] {
-        let who = if i < 600 { "l1" } else if i < 900 { "l2" } else { "up" };
-        assert_eq!(read_str(fx.m(&format!("big/{}", name(i)))), format!("{who}-{i}"));
+        let who = if i < 600 {
+            "l1"
+        } else if i < 900 {
+            "l2"
+        } else {
+            "up"
+        };
+        assert_eq!(
+            read_str(fx.m(&format!("big/{}", name(i)))),
+            format!("{who}-{i}")
+        );
     }
     check_dir(&fx.m("big"), false);
 }

@@ -9,8 +9,20 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use rustix::fs::{mknodat, FileType, Mode, CWD};
 use strata_tests::*;
 
-fn mknod(p: &std::path::Path, ft: FileType, perm: u32, major: u32, minor: u32) -> std::io::Result<()> {
-    rx(mknodat(CWD, p, ft, Mode::from_raw_mode(perm), libc::makedev(major, minor)))
+fn mknod(
+    p: &std::path::Path,
+    ft: FileType,
+    perm: u32,
+    major: u32,
+    minor: u32,
+) -> std::io::Result<()> {
+    rx(mknodat(
+        CWD,
+        p,
+        ft,
+        Mode::from_raw_mode(perm),
+        libc::makedev(major, minor),
+    ))
 }
 
 #[test]
@@ -28,8 +40,14 @@ fn priv_symlinks_fifos_sockets_and_devices() {
     let before = snapshot(fx.lower(0));
     fx.mount();
     // Lower objects as they are.
-    assert_eq!(fs::read_link(fx.m("lsym")).unwrap().to_str(), Some("target-rel"));
-    assert_eq!(fs::read_link(fx.m("dangling")).unwrap().to_str(), Some("/nonexistent/abs"));
+    assert_eq!(
+        fs::read_link(fx.m("lsym")).unwrap().to_str(),
+        Some("target-rel")
+    );
+    assert_eq!(
+        fs::read_link(fx.m("dangling")).unwrap().to_str(),
+        Some("/nonexistent/abs")
+    );
     assert!(lstat(fx.m("lfifo")).file_type().is_fifo());
     assert!(lstat(fx.m("lsock")).file_type().is_socket());
     let n = lstat(fx.m("lnull"));
@@ -46,17 +64,26 @@ fn priv_symlinks_fifos_sockets_and_devices() {
     let us = lstat(fx.u("lsym"));
     assert!(us.file_type().is_symlink());
     assert_eq!((us.uid(), us.gid()), (11, 12));
-    assert_eq!(fs::read_link(fx.u("lsym")).unwrap().to_str(), Some("target-rel"));
+    assert_eq!(
+        fs::read_link(fx.u("lsym")).unwrap().to_str(),
+        Some("target-rel")
+    );
     assert!(lstat(fx.u("lfifo")).file_type().is_fifo());
     assert_eq!(lstat(fx.m("lfifo")).uid(), 13);
     let un = lstat(fx.u("lnull"));
-    assert_eq!((un.rdev(), un.mode() & 0o7777), (libc::makedev(1, 3), 0o600));
+    assert_eq!(
+        (un.rdev(), un.mode() & 0o7777),
+        (libc::makedev(1, 3), 0o600)
+    );
     assert!(un.file_type().is_char_device());
     assert_eq!(lstat(fx.u("lblk")).rdev(), libc::makedev(7, 200));
     // New objects.
     std::os::unix::fs::symlink("/some/abs/target", fx.m("abs")).unwrap();
     std::os::unix::fs::symlink("../rel", fx.m("rel")).unwrap();
-    assert_eq!(fs::read_link(fx.m("abs")).unwrap().to_str(), Some("/some/abs/target"));
+    assert_eq!(
+        fs::read_link(fx.m("abs")).unwrap().to_str(),
+        Some("/some/abs/target")
+    );
     assert_eq!(fs::read_link(fx.m("rel")).unwrap().to_str(), Some("../rel"));
     assert!(lstat(fx.u("abs")).file_type().is_symlink());
     mknod(&fx.m("fifo"), FileType::Fifo, 0o600, 0, 0).unwrap();
@@ -88,14 +115,33 @@ fn priv_symlinks_fifos_sockets_and_devices() {
     assert_eq!(lstat(fx.u("null")).rdev(), libc::makedev(1, 3));
     assert_eq!(lstat(fx.m("blk")).rdev(), libc::makedev(7, 201));
     // The mount is nodev, as fuse-overlayfs's is: device nodes cannot be opened through it.
-    assert_eq!(errno("open device on nodev mount", fs::File::open(fx.m("null"))), libc::EACCES);
+    assert_eq!(
+        errno("open device on nodev mount", fs::File::open(fx.m("null"))),
+        libc::EACCES
+    );
     drop((listener, client, server));
     let kinds = |fx: &Fixture| -> Vec<(String, char)> {
-        readdir(&fx.mnt).unwrap().into_iter().map(|e| (e.name, e.kind)).collect()
+        readdir(&fx.mnt)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.kind))
+            .collect()
     };
     let want: Vec<(String, char)> = [
-        (".", 'd'), ("..", 'd'), ("abs", 'l'), ("blk", 'b'), ("dangling", 'l'), ("fifo", 'p'), ("lblk", 'b'), ("lfifo", 'p'),
-        ("lnull", 'c'), ("lsock", 's'), ("lsym", 'l'), ("null", 'c'), ("rel", 'l'), ("sock", 's'),
+        (".", 'd'),
+        ("..", 'd'),
+        ("abs", 'l'),
+        ("blk", 'b'),
+        ("dangling", 'l'),
+        ("fifo", 'p'),
+        ("lblk", 'b'),
+        ("lfifo", 'p'),
+        ("lnull", 'c'),
+        ("lsock", 's'),
+        ("lsym", 'l'),
+        ("null", 'c'),
+        ("rel", 'l'),
+        ("sock", 's'),
     ]
     .iter()
     .map(|(n, k)| (n.to_string(), *k))
@@ -135,16 +181,37 @@ fn priv_name_length_limits() {
     fs::rename(fx.m(&n255), fx.m(&format!("{m255}/{n255}"))).unwrap();
     assert_eq!(read_str(fx.m(&format!("{m255}/{n255}"))), "new-255");
     fs::remove_file(fx.m(&format!("{d255}/{l255}"))).unwrap();
-    assert_eq!(errno("removed 255", fs::symlink_metadata(fx.m(&format!("{d255}/{l255}")))), libc::ENOENT);
+    assert_eq!(
+        errno(
+            "removed 255",
+            fs::symlink_metadata(fx.m(&format!("{d255}/{l255}")))
+        ),
+        libc::ENOENT
+    );
 
     let n256 = "b".repeat(256);
     let l256 = fx.m(&n256);
-    assert_eq!(errno("stat 256", fs::symlink_metadata(&l256)), libc::ENAMETOOLONG);
+    assert_eq!(
+        errno("stat 256", fs::symlink_metadata(&l256)),
+        libc::ENAMETOOLONG
+    );
     assert_eq!(errno("open 256", fs::File::open(&l256)), libc::ENAMETOOLONG);
-    assert_eq!(errno("create 256", fs::File::create(&l256)), libc::ENAMETOOLONG);
-    assert_eq!(errno("mkdir 256", fs::create_dir(&l256)), libc::ENAMETOOLONG);
-    assert_eq!(errno("rename to 256", fs::rename(fx.m(&l255), &l256)), libc::ENAMETOOLONG);
-    assert_eq!(errno("symlink 256", std::os::unix::fs::symlink("x", &l256)), libc::ENAMETOOLONG);
+    assert_eq!(
+        errno("create 256", fs::File::create(&l256)),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno("mkdir 256", fs::create_dir(&l256)),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno("rename to 256", fs::rename(fx.m(&l255), &l256)),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno("symlink 256", std::os::unix::fs::symlink("x", &l256)),
+        libc::ENAMETOOLONG
+    );
     fx.remount();
     assert_eq!(read_str(fx.m(&l255)), "lower-255+");
     assert_eq!(read_str(fx.m(&format!("{m255}/{n255}"))), "new-255");
@@ -178,7 +245,10 @@ fn priv_paths_near_path_max() {
     assert_eq!(lstat(fx.m(&deep_file)).len(), 8);
     append(fx.m(&format!("{rel}/lowerfile")), "+");
     assert_eq!(read_str(fx.m(&format!("{rel}/lowerfile"))), "deep-lower+");
-    assert_eq!(names(fx.m(&rel)), sorted(&[".", "..", &file_name, "lowerfile"]));
+    assert_eq!(
+        names(fx.m(&rel)),
+        sorted(&[".", "..", &file_name, "lowerfile"])
+    );
     fs::create_dir(fx.m(&format!("{rel}/dir"))).unwrap();
     fs::rename(fx.m(&deep_file), fx.m(&format!("{rel}/dir/moved"))).unwrap();
     fx.remount();
@@ -197,10 +267,18 @@ fn priv_unlinked_open_files_stay_usable() {
     write(fx.l(0, "lower-rw"), "lower rw");
     fx.mount();
     // A new file.
-    let mut f = fs::OpenOptions::new().read(true).write(true).create_new(true).open(fx.m("t")).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(fx.m("t"))
+        .unwrap();
     f.write_all(b"abc").unwrap();
     fs::remove_file(fx.m("t")).unwrap();
-    assert_eq!(errno("stat unlinked", fs::symlink_metadata(fx.m("t"))), libc::ENOENT);
+    assert_eq!(
+        errno("stat unlinked", fs::symlink_metadata(fx.m("t"))),
+        libc::ENOENT
+    );
     let md = f.metadata().unwrap();
     assert_eq!(md.nlink(), 0, "fstat of an unlinked new file");
     f.write_all(b"def").unwrap();
@@ -208,7 +286,8 @@ fn priv_unlinked_open_files_stay_usable() {
     let mut s = String::new();
     f.read_to_string(&mut s).unwrap();
     assert_eq!(s, "abcdef");
-    f.set_permissions(fs::Permissions::from_mode(0o600)).unwrap();
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .unwrap();
     let md = f.metadata().unwrap();
     assert_eq!((md.nlink(), md.len(), md.mode() & 0o777), (0, 6, 0o600));
     drop(f);
@@ -222,9 +301,17 @@ fn priv_unlinked_open_files_stay_usable() {
     assert_eq!(s, "lower read-only content");
     assert!(is_char_whiteout(&lstat(fx.u("lower-ro"))));
     // A lower file opened read-write (copied up), then unlinked.
-    let mut w = fs::OpenOptions::new().read(true).write(true).open(fx.m("lower-rw")).unwrap();
+    let mut w = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(fx.m("lower-rw"))
+        .unwrap();
     fs::remove_file(fx.m("lower-rw")).unwrap();
-    assert_eq!(w.metadata().unwrap().nlink(), 0, "fstat of an unlinked copied-up file");
+    assert_eq!(
+        w.metadata().unwrap().nlink(),
+        0,
+        "fstat of an unlinked copied-up file"
+    );
     w.seek(SeekFrom::End(0)).unwrap();
     w.write_all(b"+more").unwrap();
     w.seek(SeekFrom::Start(0)).unwrap();

@@ -73,26 +73,70 @@ fn priv_whiteouts_read_in_every_format_from_lowers() {
 
     assert_eq!(
         names(&fx.mnt),
-        sorted(&[".", "..", "d_aufs", "d_fuseovl", "d_notopaque", "d_trusted", "d_user", "dm", "kept", "revived", "sub"])
+        sorted(&[
+            ".",
+            "..",
+            "d_aufs",
+            "d_fuseovl",
+            "d_notopaque",
+            "d_trusted",
+            "d_user",
+            "dm",
+            "kept",
+            "revived",
+            "sub"
+        ])
     );
-    for hidden in ["wc", "ww", "wdir", "wdir/f", "gone", "upwh", ".wh.ww", ".wh.revived", "sub/x", "sub/.wh.x"] {
-        assert_eq!(errno(hidden, fs::symlink_metadata(fx.m(hidden))), libc::ENOENT, "{hidden} must be hidden");
+    for hidden in [
+        "wc",
+        "ww",
+        "wdir",
+        "wdir/f",
+        "gone",
+        "upwh",
+        ".wh.ww",
+        ".wh.revived",
+        "sub/x",
+        "sub/.wh.x",
+    ] {
+        assert_eq!(
+            errno(hidden, fs::symlink_metadata(fx.m(hidden))),
+            libc::ENOENT,
+            "{hidden} must be hidden"
+        );
     }
     for (d, _) in formats {
-        let want: &[&str] = if d == "d_notopaque" { &[".", "..", "above", "below"] } else { &[".", "..", "above"] };
+        let want: &[&str] = if d == "d_notopaque" {
+            &[".", "..", "above", "below"]
+        } else {
+            &[".", "..", "above"]
+        };
         assert_eq!(names(fx.m(d)), sorted(want), "{d}");
         if d != "d_notopaque" {
-            assert_eq!(errno(d, fs::symlink_metadata(fx.m(&format!("{d}/below")))), libc::ENOENT, "{d}/below");
+            assert_eq!(
+                errno(d, fs::symlink_metadata(fx.m(&format!("{d}/below")))),
+                libc::ENOENT,
+                "{d}/below"
+            );
         }
     }
-    assert_eq!(errno("opq marker", fs::symlink_metadata(fx.m("d_aufs/.wh..wh..opq"))), libc::ENOENT);
+    assert_eq!(
+        errno(
+            "opq marker",
+            fs::symlink_metadata(fx.m("d_aufs/.wh..wh..opq"))
+        ),
+        libc::ENOENT
+    );
     assert_eq!(read_str(fx.m("revived")), "l1-revived");
     assert_eq!(read_str(fx.m("kept")), "l2-kept");
     assert_eq!(names(fx.m("dm")), sorted(&[".", "..", "mid", "top"]));
     assert_eq!(names(fx.m("sub")), sorted(&[".", "..", "y"]));
     // The opaque xattrs are overlay bookkeeping: not shown through the mount.
     let x = xattr_list(fx.m("d_trusted")).unwrap();
-    assert!(!x.iter().any(|n| n.contains("overlay")), "private xattrs visible: {x:?}");
+    assert!(
+        !x.iter().any(|n| n.contains("overlay")),
+        "private xattrs visible: {x:?}"
+    );
     // A hidden name can be created again, with none of the old content.
     write(fx.m("wc"), "new-wc");
     assert_eq!(read_str(fx.m("wc")), "new-wc");
@@ -120,9 +164,18 @@ fn priv_whiteouts_written_as_char_devices() {
     fs::remove_file(fx.m("keep/y")).unwrap();
     for n in ["f", "g", "dd", "keep/y"] {
         let md = lstat(fx.u(n));
-        assert!(is_char_whiteout(&md), "upper/{n}: expected a char 0/0 whiteout, mode {:o} rdev {}", md.mode(), md.rdev());
+        assert!(
+            is_char_whiteout(&md),
+            "upper/{n}: expected a char 0/0 whiteout, mode {:o} rdev {}",
+            md.mode(),
+            md.rdev()
+        );
     }
-    assert_eq!(errno("upper/uponly", fs::symlink_metadata(fx.u("uponly"))), libc::ENOENT, "no whiteout for an upper-only file");
+    assert_eq!(
+        errno("upper/uponly", fs::symlink_metadata(fx.u("uponly"))),
+        libc::ENOENT,
+        "no whiteout for an upper-only file"
+    );
     let wh: Vec<String> = fs::read_dir(&fx.upper)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -134,7 +187,11 @@ fn priv_whiteouts_written_as_char_devices() {
     fx.remount();
     assert_eq!(names(&fx.mnt), sorted(&[".", "..", "keep"]));
     for n in ["f", "g", "dd", "dd/inner/x", "keep/y", "uponly"] {
-        assert_eq!(errno(n, fs::symlink_metadata(fx.m(n))), libc::ENOENT, "{n} after remount");
+        assert_eq!(
+            errno(n, fs::symlink_metadata(fx.m(n))),
+            libc::ENOENT,
+            "{n} after remount"
+        );
     }
     assert_eq!(read_str(fx.l(0, "g")), "g", "lower untouched");
 }
@@ -145,7 +202,8 @@ fn priv_whiteouts_written_as_wh_files_with_env() {
         return;
     }
     let mut fx = Fixture::new(1);
-    fx.env.push(("FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT".into(), "1".into()));
+    fx.env
+        .push(("FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT".into(), "1".into()));
     write(fx.l(0, "f"), "f");
     write(fx.l(0, "g"), "g");
     write(fx.l(0, "dd/inner/x"), "x");
@@ -161,10 +219,21 @@ fn priv_whiteouts_written_as_wh_files_with_env() {
     for n in ["f", "g", "dd"] {
         let md = lstat(fx.u(&format!(".wh.{n}")));
         assert!(md.is_file(), "upper/.wh.{n} must be a regular file");
-        assert_eq!(errno(n, fs::symlink_metadata(fx.u(n))), libc::ENOENT, "upper/{n} must not exist");
+        assert_eq!(
+            errno(n, fs::symlink_metadata(fx.u(n))),
+            libc::ENOENT,
+            "upper/{n} must not exist"
+        );
     }
-    assert!(lstat(fx.u("re/.wh..wh..opq")).is_file(), "re-created dir must be opaque with a .wh..wh..opq marker");
-    assert_eq!(char_whiteouts(&fx.upper), Vec::<String>::new(), "no char devices in .wh. mode");
+    assert!(
+        lstat(fx.u("re/.wh..wh..opq")).is_file(),
+        "re-created dir must be opaque with a .wh..wh..opq marker"
+    );
+    assert_eq!(
+        char_whiteouts(&fx.upper),
+        Vec::<String>::new(),
+        "no char devices in .wh. mode"
+    );
     assert_eq!(names(&fx.mnt), sorted(&[".", "..", "re"]));
     assert_eq!(names(fx.m("re")), sorted(&[".", "..", "new"]));
     fx.remount();
@@ -175,13 +244,17 @@ fn priv_whiteouts_written_as_wh_files_with_env() {
     fx.remount();
     assert_eq!(names(&fx.mnt), sorted(&[".", "..", "re"]));
     assert_eq!(names(fx.m("re")), sorted(&[".", "..", "new"]));
-    assert_eq!(errno("re/old", fs::symlink_metadata(fx.m("re/old"))), libc::ENOENT);
+    assert_eq!(
+        errno("re/old", fs::symlink_metadata(fx.m("re/old"))),
+        libc::ENOENT
+    );
 }
 
 fn rm_rf_mkdir(wh_files: bool) {
     let mut fx = Fixture::new(2);
     if wh_files {
-        fx.env.push(("FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT".into(), "1".into()));
+        fx.env
+            .push(("FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT".into(), "1".into()));
     }
     write(fx.l(0, "d/a"), "a");
     write(fx.l(0, "d/sub/c"), "c");
@@ -198,8 +271,19 @@ fn rm_rf_mkdir(wh_files: bool) {
     let check = |fx: &Fixture, when: &str| {
         assert_eq!(names(fx.m("d")), sorted(&[".", ".."]), "{when}");
         assert_eq!(names(fx.m("e")), sorted(&[".", ".."]), "{when}");
-        for n in ["d/a", "d/b", "d/sub", "d/sub/c", "d/made-in-upper", "e/only-lower"] {
-            assert_eq!(errno(n, fs::symlink_metadata(fx.m(n))), libc::ENOENT, "{n} reachable by name {when}");
+        for n in [
+            "d/a",
+            "d/b",
+            "d/sub",
+            "d/sub/c",
+            "d/made-in-upper",
+            "e/only-lower",
+        ] {
+            assert_eq!(
+                errno(n, fs::symlink_metadata(fx.m(n))),
+                libc::ENOENT,
+                "{n} reachable by name {when}"
+            );
         }
     };
     check(&fx, "right after mkdir");
@@ -208,11 +292,18 @@ fn rm_rf_mkdir(wh_files: bool) {
     write(fx.m("d/a"), "new-a");
     mkdirs(fx.m("d/sub"));
     assert_eq!(read_str(fx.m("d/a")), "new-a");
-    assert_eq!(names(fx.m("d/sub")), sorted(&[".", ".."]), "a new d/sub must not show old d/sub's entries");
+    assert_eq!(
+        names(fx.m("d/sub")),
+        sorted(&[".", ".."]),
+        "a new d/sub must not show old d/sub's entries"
+    );
     fx.remount();
     assert_eq!(names(fx.m("d")), sorted(&[".", "..", "a", "sub"]));
     assert_eq!(names(fx.m("d/sub")), sorted(&[".", ".."]));
-    assert_eq!(errno("d/b", fs::symlink_metadata(fx.m("d/b"))), libc::ENOENT);
+    assert_eq!(
+        errno("d/b", fs::symlink_metadata(fx.m("d/b"))),
+        libc::ENOENT
+    );
 }
 
 #[test]
