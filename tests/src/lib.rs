@@ -11,22 +11,24 @@
 //! They are found in `$STRATA_BIN_DIR`, else `$CARGO_TARGET_DIR/{debug,release}`, else
 //! `<workspace>/target/{debug,release}`.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::OsString;
 use std::fmt;
 use std::fs;
-use std::hash::Hasher;
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{self as rfs, Mode, OFlags};
 
+mod fsutil;
+mod snapshot;
+
+pub use fsutil::*;
+pub use snapshot::*;
 pub use tempfile;
 
 /// How long a mount program may take to return (and close its stdio) before a test fails.
@@ -126,7 +128,7 @@ fn check(need: Need) -> Result<(), String> {
             rfs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
                 .map_err(|e| format!("cannot open /dev/fuse read-write: {e}"))?;
             // A missing binary is a build problem, not an environment one: say so loudly.
-            let b = bin("strata-overlay");
+            let b = mount_program();
             if !b.exists() {
                 return Err(format!(
                     "{} is not built (run `cargo build` first)",
@@ -285,6 +287,21 @@ pub fn bin_dir() -> PathBuf {
 /// Full path of binary `name` (`strata-overlay`, `strata`).
 pub fn bin(name: &str) -> PathBuf {
     bin_dir().join(name)
+}
+
+/// The mount program under test: `$STRATA_MOUNT_PROGRAM` if set (e.g. `/usr/bin/fuse-overlayfs`,
+/// to run the same tests against the reference implementation), else the built
+/// `strata-overlay`.
+pub fn mount_program() -> PathBuf {
+    std::env::var_os("STRATA_MOUNT_PROGRAM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin("strata-overlay"))
+}
+
+/// The filesystem type the mount program's mounts show: `$STRATA_FSTYPE` if set, else
+/// `fuse.strata`.
+pub fn fstype() -> String {
+    std::env::var("STRATA_FSTYPE").unwrap_or_else(|_| "fuse.strata".into())
 }
 
 fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
@@ -597,7 +614,7 @@ impl Fixture {
 
     /// Runs the mount program with `-o OPTIONS MNT` and returns its output (mounted or not).
     pub fn try_mount(&mut self) -> Output {
-        let mut cmd = Command::new(bin("strata-overlay"));
+        let mut cmd = Command::new(mount_program());
         cmd.arg("-o").arg(self.option_string()).arg(&self.mnt);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -628,10 +645,11 @@ impl Fixture {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(
-            mount_type(&self.mnt).as_deref(),
-            Some("fuse.strata"),
-            "mount program returned 0 but {} is not a fuse.strata mount",
-            self.mnt.display()
+            mount_type(&self.mnt),
+            Some(fstype()),
+            "mount program returned 0 but {} is not a {} mount",
+            self.mnt.display(),
+            fstype()
         );
         assert!(
             !self.daemons.is_empty(),
@@ -709,521 +727,4 @@ impl Drop for Fixture {
             panic!("daemon(s) {stuck:?} did not exit within {EXIT_TIMEOUT:?} of umount");
         }
     }
-}
-
-/// `base/rel`; `rel` "" or "." is `base` itself.
-pub fn join(base: &Path, rel: &str) -> PathBuf {
-    if rel.is_empty() || rel == "." {
-        base.to_path_buf()
-    } else {
-        base.join(rel)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Small file-system helpers (all panic with the path on failure unless they return Result)
-// ---------------------------------------------------------------------------------------------
-
-/// Writes `data` to `p`, creating parent directories.
-#[track_caller]
-pub fn write(p: impl AsRef<Path>, data: impl AsRef<[u8]>) {
-    let p = p.as_ref();
-    if let Some(d) = p.parent() {
-        fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", d.display()));
-    }
-    fs::write(p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-}
-
-/// Reads `p` whole.
-#[track_caller]
-pub fn read(p: impl AsRef<Path>) -> Vec<u8> {
-    let p = p.as_ref();
-    fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-}
-
-/// Reads `p` as UTF-8.
-#[track_caller]
-pub fn read_str(p: impl AsRef<Path>) -> String {
-    String::from_utf8(read(p)).expect("utf-8")
-}
-
-/// Appends `data` to `p` (O_APPEND, no create).
-#[track_caller]
-pub fn append(p: impl AsRef<Path>, data: impl AsRef<[u8]>) {
-    let p = p.as_ref();
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .open(p)
-        .unwrap_or_else(|e| panic!("open {} for append: {e}", p.display()));
-    f.write_all(data.as_ref())
-        .unwrap_or_else(|e| panic!("append to {}: {e}", p.display()));
-}
-
-/// `mkdir -p`.
-#[track_caller]
-pub fn mkdirs(p: impl AsRef<Path>) {
-    let p = p.as_ref();
-    fs::create_dir_all(p).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", p.display()));
-}
-
-/// lstat.
-#[track_caller]
-pub fn lstat(p: impl AsRef<Path>) -> fs::Metadata {
-    let p = p.as_ref();
-    fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()))
-}
-
-/// The errno of a failed call; panics (naming `what`) when the call succeeded.
-#[track_caller]
-pub fn errno<T: fmt::Debug>(what: &str, r: io::Result<T>) -> i32 {
-    match r {
-        Ok(v) => panic!("{what}: expected an error, got Ok({v:?})"),
-        Err(e) => e
-            .raw_os_error()
-            .unwrap_or_else(|| panic!("{what}: error without errno: {e}")),
-    }
-}
-
-/// rustix result as std::io.
-pub fn rx<T>(r: rustix::io::Result<T>) -> io::Result<T> {
-    r.map_err(io::Error::from)
-}
-
-/// chmod (follows symlinks).
-#[track_caller]
-pub fn chmod(p: impl AsRef<Path>, mode: u32) {
-    let p = p.as_ref();
-    fs::set_permissions(p, fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {:o} {}: {e}", mode, p.display()));
-}
-
-/// lchown.
-#[track_caller]
-pub fn lchown(p: impl AsRef<Path>, uid: u32, gid: u32) {
-    let p = p.as_ref();
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
-        .unwrap_or_else(|e| panic!("lchown {}: {e}", p.display()));
-}
-
-/// Sets atime and mtime (seconds, nanoseconds) of `p` itself (no symlink following).
-#[track_caller]
-pub fn set_times(p: impl AsRef<Path>, atime: (i64, i64), mtime: (i64, i64)) {
-    let p = p.as_ref();
-    let t = rfs::Timestamps {
-        last_access: rfs::Timespec {
-            tv_sec: atime.0,
-            tv_nsec: atime.1 as _,
-        },
-        last_modification: rfs::Timespec {
-            tv_sec: mtime.0,
-            tv_nsec: mtime.1 as _,
-        },
-    };
-    rfs::utimensat(rfs::CWD, p, &t, AtFlags::SYMLINK_NOFOLLOW)
-        .unwrap_or_else(|e| panic!("utimensat {}: {e}", p.display()));
-}
-
-/// (mtime s, ns) of a metadata.
-pub fn mtime(md: &fs::Metadata) -> (i64, i64) {
-    (md.mtime(), md.mtime_nsec())
-}
-
-/// (atime s, ns) of a metadata.
-pub fn atime(md: &fs::Metadata) -> (i64, i64) {
-    (md.atime(), md.atime_nsec())
-}
-
-/// (ctime s, ns) of a metadata.
-pub fn ctime(md: &fs::Metadata) -> (i64, i64) {
-    (md.ctime(), md.ctime_nsec())
-}
-
-/// lsetxattr.
-#[track_caller]
-pub fn xattr_set(p: impl AsRef<Path>, name: &str, value: &[u8]) {
-    let p = p.as_ref();
-    rfs::lsetxattr(p, name, value, rfs::XattrFlags::empty())
-        .unwrap_or_else(|e| panic!("lsetxattr {name} on {}: {e}", p.display()));
-}
-
-/// lgetxattr, whole value.
-pub fn xattr_get(p: impl AsRef<Path>, name: &str) -> io::Result<Vec<u8>> {
-    let p = p.as_ref();
-    let n = rx(rfs::lgetxattr_query(p, name))?;
-    let mut buf = vec![0u8; n];
-    let got = rx(rfs::lgetxattr(p, name, &mut buf[..]))?;
-    buf.truncate(got);
-    Ok(buf)
-}
-
-/// llistxattr, as names.
-pub fn xattr_list(p: impl AsRef<Path>) -> io::Result<BTreeSet<String>> {
-    let p = p.as_ref();
-    let n = rx(rfs::llistxattr_query(p))?;
-    let mut buf = vec![0u8; n];
-    let got = rx(rfs::llistxattr(p, &mut buf[..]))?;
-    Ok(buf[..got]
-        .split(|b| *b == 0)
-        .filter(|x| !x.is_empty())
-        .map(|x| String::from_utf8_lossy(x).into_owned())
-        .collect())
-}
-
-/// mknod of a char 0/0 device: a kernel-format whiteout.
-#[track_caller]
-pub fn mk_char_whiteout(p: impl AsRef<Path>) {
-    let p = p.as_ref();
-    rfs::mknodat(rfs::CWD, p, FileType::CharacterDevice, Mode::empty(), 0)
-        .unwrap_or_else(|e| panic!("mknod {}: {e}", p.display()));
-}
-
-/// True when `md` is a char 0/0 device.
-pub fn is_char_whiteout(md: &fs::Metadata) -> bool {
-    md.mode() & libc::S_IFMT == libc::S_IFCHR && md.rdev() == 0
-}
-
-/// A directory entry as getdents reports it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Ent {
-    /// Name.
-    pub name: String,
-    /// d_ino.
-    pub ino: u64,
-    /// d_type as a letter: `d`, `f`, `l`, `c`, `b`, `p`, `s`, `?`.
-    pub kind: char,
-}
-
-fn kind_letter(ft: FileType) -> char {
-    match ft {
-        FileType::Directory => 'd',
-        FileType::RegularFile => 'f',
-        FileType::Symlink => 'l',
-        FileType::CharacterDevice => 'c',
-        FileType::BlockDevice => 'b',
-        FileType::Fifo => 'p',
-        FileType::Socket => 's',
-        _ => '?',
-    }
-}
-
-/// The type letter of a mode.
-pub fn mode_letter(mode: u32) -> char {
-    kind_letter(FileType::from_raw_mode(mode))
-}
-
-/// Every entry of directory `p`, `.` and `..` included, sorted by name (getdents, not
-/// std::fs::read_dir, which hides the dots).
-pub fn readdir(p: impl AsRef<Path>) -> io::Result<Vec<Ent>> {
-    readdir_flags(p.as_ref(), OFlags::empty())
-}
-
-fn readdir_flags(p: &Path, extra: OFlags) -> io::Result<Vec<Ent>> {
-    let fd = rx(rfs::open(
-        p,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | extra,
-        Mode::empty(),
-    ))?;
-    readdir_fd(fd)
-}
-
-fn readdir_fd(fd: OwnedFd) -> io::Result<Vec<Ent>> {
-    let mut d = rx(rfs::Dir::new(fd))?;
-    let mut v = Vec::new();
-    while let Some(e) = d.read() {
-        let e = rx(e)?;
-        v.push(Ent {
-            name: String::from_utf8_lossy(e.file_name().to_bytes()).into_owned(),
-            ino: e.ino(),
-            kind: kind_letter(e.file_type()),
-        });
-    }
-    v.sort();
-    Ok(v)
-}
-
-/// Names in directory `p`, with `.` and `..`, sorted.
-#[track_caller]
-pub fn names(p: impl AsRef<Path>) -> Vec<String> {
-    let p = p.as_ref();
-    readdir(p)
-        .unwrap_or_else(|e| panic!("readdir {}: {e}", p.display()))
-        .into_iter()
-        .map(|e| e.name)
-        .collect()
-}
-
-/// `names` for a literal list, sorted, for comparisons.
-pub fn sorted(v: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
-    v.sort();
-    v
-}
-
-// ---------------------------------------------------------------------------------------------
-// Tree snapshots
-// ---------------------------------------------------------------------------------------------
-
-/// A stable 64-bit hash of some bytes (FNV-1a).
-pub fn hash_bytes(data: &[u8]) -> u64 {
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    h.write(data);
-    h.finish()
-}
-
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-/// Everything recorded about one object of a layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snap {
-    /// Mode with type bits.
-    pub mode: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Size.
-    pub size: u64,
-    /// Link count.
-    pub nlink: u64,
-    /// Inode number.
-    pub ino: u64,
-    /// Device number of device nodes.
-    pub rdev: u64,
-    /// mtime.
-    pub mtime: (i64, i64),
-    /// atime (0 for symlinks: reading a symlink's target touches its atime).
-    pub atime: (i64, i64),
-    /// ctime.
-    pub ctime: (i64, i64),
-    /// Hash of the contents (regular files).
-    pub content: Option<u64>,
-    /// Symlink target.
-    pub target: Option<Vec<u8>>,
-    /// Every xattr with its value.
-    pub xattrs: BTreeMap<String, Vec<u8>>,
-}
-
-fn open_noatime(p: &Path, dir: bool) -> io::Result<OwnedFd> {
-    let mut fl = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME;
-    if dir {
-        fl |= OFlags::DIRECTORY;
-    }
-    rx(rfs::open(p, fl, Mode::empty()))
-}
-
-/// Records every object under `root` (root included, as ""), without changing any atime:
-/// files and directories are read with O_NOATIME.
-pub fn snapshot(root: &Path) -> BTreeMap<String, Snap> {
-    let mut out = BTreeMap::new();
-    snap_walk(root, "", &mut out);
-    out
-}
-
-fn snap_walk(root: &Path, rel: &str, out: &mut BTreeMap<String, Snap>) {
-    let p = join(root, rel);
-    let md = lstat(&p);
-    let kind = mode_letter(md.mode());
-    let mut content = None;
-    let mut target = None;
-    let mut children = Vec::new();
-    match kind {
-        'f' => {
-            let fd =
-                open_noatime(&p, false).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
-            let mut f = fs::File::from(fd);
-            let mut data = Vec::new();
-            f.read_to_end(&mut data)
-                .unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-            content = Some(hash_bytes(&data));
-        }
-        'l' => {
-            target = Some(
-                fs::read_link(&p)
-                    .expect("readlink")
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec(),
-            )
-        }
-        'd' => {
-            let fd = open_noatime(&p, true).unwrap_or_else(|e| panic!("open {}: {e}", p.display()));
-            children = readdir_fd(fd).unwrap_or_else(|e| panic!("readdir {}: {e}", p.display()));
-        }
-        _ => {}
-    }
-    let mut xattrs = BTreeMap::new();
-    for n in xattr_list(&p).unwrap_or_default() {
-        xattrs.insert(n.clone(), xattr_get(&p, &n).unwrap_or_default());
-    }
-    // Stat again after reading: for symlinks readlink may have touched atime (recorded as 0).
-    let md2 = lstat(&p);
-    out.insert(
-        rel.to_string(),
-        Snap {
-            mode: md2.mode(),
-            uid: md2.uid(),
-            gid: md2.gid(),
-            size: md2.size(),
-            nlink: md2.nlink(),
-            ino: md2.ino(),
-            rdev: md2.rdev(),
-            mtime: mtime(&md2),
-            atime: if kind == 'l' { (0, 0) } else { atime(&md2) },
-            ctime: ctime(&md2),
-            content,
-            target,
-            xattrs,
-        },
-    );
-    for c in children {
-        if c.name == "." || c.name == ".." {
-            continue;
-        }
-        let r = if rel.is_empty() {
-            c.name.clone()
-        } else {
-            format!("{rel}/{}", c.name)
-        };
-        snap_walk(root, &r, out);
-    }
-}
-
-/// Asserts two snapshots are equal, listing every difference.
-#[track_caller]
-pub fn assert_same_snapshot(
-    what: &str,
-    before: &BTreeMap<String, Snap>,
-    after: &BTreeMap<String, Snap>,
-) {
-    let mut diffs = Vec::new();
-    for (k, b) in before {
-        match after.get(k) {
-            None => diffs.push(format!("{k:?}: removed")),
-            Some(a) if a != b => diffs.push(format!("{k:?}: before {b:?}\n      after  {a:?}")),
-            _ => {}
-        }
-    }
-    for k in after.keys().filter(|k| !before.contains_key(*k)) {
-        diffs.push(format!("{k:?}: added"));
-    }
-    assert!(
-        diffs.is_empty(),
-        "{what} changed:\n  {}",
-        diffs.join("\n  ")
-    );
-}
-
-/// Sets the atime of every non-symlink object under `root` to 2001-01-01, so that any read
-/// without O_NOATIME afterwards visibly moves it (relatime updates atimes older than a day).
-pub fn age_atimes(root: &Path) {
-    for (rel, s) in snapshot(root) {
-        if mode_letter(s.mode) == 'l' {
-            continue;
-        }
-        set_times(join(root, &rel), (978_307_200, 0), s.mtime);
-    }
-}
-
-/// A readable description of every object under `root` as a user of the mount sees it:
-/// type, permissions, owner, size, link count (non-directories), mtime (non-directories),
-/// contents hash, symlink target, device number. Keys are relative paths ("" is the root).
-/// Used to compare two mounts of the same layers.
-pub fn tree(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    tree_walk(root, "", &mut out);
-    out
-}
-
-fn tree_walk(root: &Path, rel: &str, out: &mut BTreeMap<String, String>) {
-    let p = join(root, rel);
-    let md = lstat(&p);
-    let k = mode_letter(md.mode());
-    let mut desc = format!("{k} {:04o} {}:{}", md.mode() & 0o7777, md.uid(), md.gid());
-    match k {
-        'f' => {
-            let data = read(&p);
-            desc += &format!(
-                " size={} nlink={} mtime={:?} h={:016x}",
-                md.size(),
-                md.nlink(),
-                mtime(&md),
-                hash_bytes(&data)
-            );
-        }
-        'l' => desc += &format!(" -> {}", fs::read_link(&p).expect("readlink").display()),
-        'c' | 'b' => {
-            desc += &format!(
-                " rdev={}:{}",
-                libc::major(md.rdev()),
-                libc::minor(md.rdev())
-            )
-        }
-        _ => {}
-    }
-    let mut x: Vec<String> = xattr_list(&p)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| n.starts_with("user."))
-        .collect();
-    x.sort();
-    for n in x {
-        desc += &format!(
-            " {n}={:?}",
-            String::from_utf8_lossy(&xattr_get(&p, &n).unwrap_or_default())
-        );
-    }
-    out.insert(rel.to_string(), desc);
-    if k == 'd' {
-        for c in names(&p) {
-            if c == "." || c == ".." {
-                continue;
-            }
-            let r = if rel.is_empty() {
-                c
-            } else {
-                format!("{rel}/{c}")
-            };
-            tree_walk(root, &r, out);
-        }
-    }
-}
-
-/// Asserts two trees are equal, listing every difference.
-#[track_caller]
-pub fn assert_same_tree(what: &str, a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) {
-    let mut diffs = Vec::new();
-    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    for k in keys {
-        match (a.get(k), b.get(k)) {
-            (Some(x), Some(y)) if x == y => {}
-            (x, y) => diffs.push(format!("{k:?}:\n      left  {x:?}\n      right {y:?}")),
-        }
-    }
-    assert!(
-        diffs.is_empty(),
-        "{what}: trees differ:\n  {}",
-        diffs.join("\n  ")
-    );
-}
-
-/// A CString of a path (for libc calls).
-pub fn cpath(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
-}
-
-/// An OsStr of raw bytes.
-pub fn os(b: &[u8]) -> &OsStr {
-    OsStr::from_bytes(b)
 }

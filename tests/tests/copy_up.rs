@@ -117,8 +117,12 @@ fn priv_copy_up_every_change_keeps_lower_and_metadata() {
                 md.mode()
             );
             assert_eq!((md.uid(), md.gid()), owner, "{op}: {side} owner");
-            if let Some(t) = mt {
-                assert_eq!(mtime(&md), t, "{op}: {side} mtime");
+            match mt {
+                Some(t) => assert_eq!(mtime(&md), t, "{op}: {side} mtime"),
+                None => assert!(
+                    mtime(&md) > LOWER_MTIME,
+                    "{op}: {side} mtime not updated by a data change"
+                ),
             }
             assert_eq!(
                 xattr_get(&p, "user.test").unwrap(),
@@ -393,4 +397,77 @@ fn priv_copy_up_of_big_file_is_exact() {
     );
     assert_eq!(&got[n..], b"END");
     assert_eq!(hash_bytes(&read(fx.m("big"))), hash_bytes(&got));
+}
+
+#[test]
+fn priv_new_objects_in_setgid_directories_inherit_group() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    let sg = fx.l(0, "sg");
+    mkdirs(&sg);
+    lchown(&sg, OWNER.0, OWNER.1);
+    chmod(&sg, DIR_MODE);
+    fx.mount();
+    // The lower directory is copied up by the first creation in it.
+    write(fx.m("sg/file"), "f");
+    fs::create_dir(fx.m("sg/sub")).unwrap();
+    let f = lstat(fx.m("sg/file"));
+    assert_eq!(
+        f.gid(),
+        OWNER.1,
+        "file in a setgid dir takes the dir's group"
+    );
+    let d = lstat(fx.m("sg/sub"));
+    assert_eq!(
+        d.gid(),
+        OWNER.1,
+        "dir in a setgid dir takes the dir's group"
+    );
+    assert_ne!(
+        d.mode() & libc::S_ISGID,
+        0,
+        "dir in a setgid dir inherits the setgid bit"
+    );
+    write(fx.m("sg/sub/deeper"), "d");
+    assert_eq!(lstat(fx.m("sg/sub/deeper")).gid(), OWNER.1);
+    assert_eq!(lstat(fx.u("sg")).mode() & 0o7777, DIR_MODE);
+}
+
+#[test]
+fn priv_copy_up_of_empty_and_all_hole_files() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "empty"), "");
+    fs::File::create(fx.l(0, "holes"))
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    fx.mount();
+    append(fx.m("empty"), "e");
+    assert_eq!(read_str(fx.m("empty")), "e");
+    append(fx.m("holes"), "h");
+    let up = lstat(fx.u("holes"));
+    assert_eq!(up.size(), (8 << 20) + 1);
+    assert!(
+        up.blocks() <= 64,
+        "all-hole file copied with data: {} blocks",
+        up.blocks()
+    );
+    let data = read(fx.m("holes"));
+    assert_eq!(data.len(), (8 << 20) + 1);
+    assert!(data[..8 << 20].iter().all(|b| *b == 0));
+    assert_eq!(data[8 << 20], b'h');
+    fs::OpenOptions::new()
+        .write(true)
+        .open(fx.m("empty"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    fx.remount();
+    assert_eq!(read_str(fx.m("empty")), "");
+    assert_eq!(lstat(fx.m("holes")).size(), (8 << 20) + 1);
 }

@@ -46,7 +46,7 @@ fn priv_kill_9_during_copy_up_leaves_old_or_new_content() {
     }
     write(fx.l(0, "small"), "small");
     // The daemon in the foreground, as our own child, so that we know its pid for sure.
-    let mut child = Command::new(bin("strata-overlay"))
+    let mut child = Command::new(mount_program())
         .arg("-f")
         .arg("-o")
         .arg(fx.option_string())
@@ -57,7 +57,7 @@ fn priv_kill_9_during_copy_up_leaves_old_or_new_content() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + MOUNT_TIMEOUT;
-    while mount_type(&fx.mnt).as_deref() != Some("fuse.strata") {
+    while mount_type(&fx.mnt) != Some(fstype()) {
         if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
             let _ = child.kill();
             panic!("strata-overlay -f did not mount {}", fx.mnt.display());

@@ -10,7 +10,7 @@ use std::process::Command;
 use strata_tests::*;
 
 fn overlay(args: &[&str], mnt: &Path) -> std::process::Output {
-    let mut c = Command::new(bin("strata-overlay"));
+    let mut c = Command::new(mount_program());
     c.args(args).arg(mnt);
     run_timeout(&mut c, MOUNT_TIMEOUT)
 }
@@ -54,8 +54,8 @@ fn priv_parent_exits_only_when_mount_is_live_and_daemon_lets_go_of_stdio() {
         stderr(&out)
     );
     assert_eq!(
-        fstype.as_deref(),
-        Some("fuse.strata"),
+        fstype,
+        Some(strata_tests::fstype()),
         "mount not live when the parent exited"
     );
     assert_eq!(read_str(fx.m("f")), "f");
@@ -271,7 +271,7 @@ fn priv_unknown_option_only_warns() {
         "no warning naming the option: {:?}",
         stderr(&out)
     );
-    assert_eq!(mount_type(&fx.mnt).as_deref(), Some("fuse.strata"));
+    assert_eq!(mount_type(&fx.mnt), Some(fstype()));
     fx.umount();
 }
 
@@ -345,11 +345,7 @@ fn priv_option_forms() {
             stderr(&out)
         );
         let pids = processes_with_arg(&fx.mnt);
-        assert_eq!(
-            mount_type(&fx.mnt).as_deref(),
-            Some("fuse.strata"),
-            "{what}"
-        );
+        assert_eq!(mount_type(&fx.mnt), Some(fstype()), "{what}");
         // The upper took effect: a write lands in it.
         write(fx.m(&format!("new{i}")), what);
         assert_eq!(read_str(fx.u(&format!("new{i}"))), what);

@@ -2,6 +2,7 @@
 //! renames over whited-out names and of lower directories.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -339,4 +340,75 @@ fn priv_rename_of_lower_directory_is_exdev_or_complete() {
             }
         }
     }
+}
+
+#[test]
+fn priv_lower_hard_link_nlink_follows_unlinks() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "a"), "three");
+    fs::hard_link(fx.l(0, "a"), fx.l(0, "b")).unwrap();
+    fs::hard_link(fx.l(0, "a"), fx.l(0, "c")).unwrap();
+    fx.mount();
+    assert_eq!(lstat(fx.m("c")).nlink(), 3);
+    fs::remove_file(fx.m("a")).unwrap();
+    assert_eq!(lstat(fx.m("b")).nlink(), 2, "b after unlinking a");
+    assert_eq!(lstat(fx.m("c")).nlink(), 2, "c after unlinking a");
+    fx.remount();
+    assert_eq!(
+        lstat(fx.m("c")).nlink(),
+        2,
+        "c after unlinking a and a remount"
+    );
+    assert_eq!(
+        lstat(fx.m("b")).nlink(),
+        2,
+        "b after unlinking a and a remount"
+    );
+    assert_eq!(lstat(fx.m("b")).ino(), lstat(fx.m("c")).ino());
+    assert_eq!(lstat(fx.l(0, "a")).nlink(), 3, "lower changed");
+}
+
+#[test]
+fn priv_rename_of_recreated_directory_and_of_directory_with_open_file() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "d/old"), "old");
+    fx.mount();
+    // A directory re-created over a deleted lower one is upper-only (opaque): it can move,
+    // and the old name must stay deleted.
+    fs::remove_dir_all(fx.m("d")).unwrap();
+    fs::create_dir(fx.m("d")).unwrap();
+    write(fx.m("d/new"), "new");
+    fs::rename(fx.m("d"), fx.m("e")).expect("rename of a re-created directory");
+    assert_eq!(names(fx.m("e")), sorted(&[".", "..", "new"]));
+    assert_eq!(errno("d", fs::symlink_metadata(fx.m("d"))), libc::ENOENT);
+    // A directory renamed while a file in it is open: writes follow the file.
+    mkdirs(fx.m("ud"));
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(fx.m("ud/f"))
+        .unwrap();
+    f.write_all(b"before ").unwrap();
+    fs::rename(fx.m("ud"), fx.m("ud2")).unwrap();
+    f.write_all(b"after").unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 12);
+    drop(f);
+    assert_eq!(read_str(fx.m("ud2/f")), "before after");
+    xattr_set(fx.m("ud2/f"), "user.moved", b"1");
+    fx.remount();
+    assert_eq!(names(fx.m("e")), sorted(&[".", "..", "new"]));
+    assert_eq!(
+        errno("d after remount", fs::symlink_metadata(fx.m("d"))),
+        libc::ENOENT
+    );
+    assert_eq!(read_str(fx.m("ud2/f")), "before after");
+    assert_eq!(xattr_get(fx.m("ud2/f"), "user.moved").unwrap(), b"1");
+    assert_eq!(names(&fx.mnt), sorted(&[".", "..", "e", "ud2"]));
 }

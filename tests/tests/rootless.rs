@@ -68,7 +68,7 @@ fn priv_rootless_mount_in_a_user_namespace() {
             SCRIPT,
             "sh",
         ])
-        .arg(bin("strata-overlay"))
+        .arg(mount_program())
         .arg(fx.lower(0))
         .arg(&fx.upper)
         .arg(&fx.work)
@@ -81,11 +81,12 @@ fn priv_rootless_mount_in_a_user_namespace() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    let fstype = fstype();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines,
         vec![
-            "fuse.strata",
+            fstype.as_str(),
             "lower-f",
             ". .. dir f kept newfile ",
             ". .. n ",

@@ -319,6 +319,18 @@ fn priv_unlinked_open_files_stay_usable() {
     w.read_to_string(&mut s).unwrap();
     assert_eq!(s, "lower rw+more");
     drop((r, w));
+    // One name of two removed: the open file still has one link.
+    write(fx.m("two"), "two names");
+    fs::hard_link(fx.m("two"), fx.m("other")).unwrap();
+    let t = fs::File::open(fx.m("two")).unwrap();
+    fs::remove_file(fx.m("two")).unwrap();
+    assert_eq!(
+        t.metadata().unwrap().nlink(),
+        1,
+        "fstat after removing one of two names"
+    );
+    drop(t);
+    fs::remove_file(fx.m("other")).unwrap();
     assert_eq!(names(&fx.mnt), sorted(&[".", ".."]));
     assert_eq!(read_str(fx.l(0, "lower-rw")), "lower rw");
     assert_eq!(read_str(fx.l(0, "lower-ro")), "lower read-only content");
