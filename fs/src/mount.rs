@@ -84,6 +84,9 @@ fn mount_session(
         path: mnt.clone(),
         why,
     };
+    // The kernel has already applied the caller's umask to every mode it sends (we do not ask
+    // for FUSE_DONT_MASK); the daemon's own umask must not strip bits a second time.
+    rustix::process::umask(Mode::empty());
     let fs = StrataFs::new(u);
     if rustix::process::geteuid().is_root() {
         // Root, or root of a user namespace: mount(2) ourselves, so the type carries our

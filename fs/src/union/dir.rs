@@ -64,6 +64,10 @@ impl Union {
         if whiteout::is_reserved(name.as_bytes()) {
             return Err(Error::new("create: reserved name", Errno::INVAL));
         }
+        if let NewKind::Node(FileType::CharacterDevice, 0) = kind {
+            // Char 0/0 is the whiteout marker: refused, as kernel overlayfs refuses it.
+            return Err(Error::new("mknod: 0/0 is a whiteout", Errno::PERM));
+        }
         let pnode = self.ensure_upper(parent)?;
         let pst = pnode.state();
         if self.resolve(parent, &pst, name)?.is_some() {
