@@ -7,7 +7,7 @@
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
 use rustix::fs::{copy_file_range, fallocate, seek, FallocateFlags, SeekFrom as RSeek, XattrFlags};
 use strata_tests::*;
@@ -435,4 +435,47 @@ fn priv_xattrs_user_trusted_security() {
         assert_eq!(xattr_get(&mp, "user.long").unwrap(), long);
         assert_eq!(errno("removed", xattr_get(&mp, "user.a")), libc::ENODATA);
     }
+}
+
+/// A 4096-aligned window of `v` of `len` bytes (O_DIRECT needs aligned user buffers).
+fn aligned(v: &mut [u8], len: usize) -> &mut [u8] {
+    let off = v.as_ptr().align_offset(4096);
+    &mut v[off..off + len]
+}
+
+#[test]
+fn priv_o_direct_read_write() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "lower"), vec![b'l'; 16384]);
+    fx.mount();
+    let mut wbuf = vec![0u8; 8192 + 4096];
+    let w = aligned(&mut wbuf, 8192);
+    for (i, b) in w.iter_mut().enumerate() {
+        *b = (i % 241) as u8;
+    }
+    let want = w.to_vec();
+    for name in ["new", "lower"] {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(name == "new")
+            .truncate(false)
+            .custom_flags(libc::O_DIRECT)
+            .open(fx.m(name))
+            .unwrap_or_else(|e| panic!("open {name} O_DIRECT: {e}"));
+        f.write_all_at(&want, 4096)
+            .unwrap_or_else(|e| panic!("O_DIRECT write to {name}: {e}"));
+        let mut rbuf = vec![0u8; 8192 + 4096];
+        let r = aligned(&mut rbuf, 8192);
+        f.read_exact_at(r, 4096)
+            .unwrap_or_else(|e| panic!("O_DIRECT read of {name}: {e}"));
+        assert!(*r == want[..], "{name}: O_DIRECT read-back differs");
+    }
+    let data = read(fx.m("lower"));
+    assert_eq!(data.len(), 16384);
+    assert!(data[..4096].iter().all(|b| *b == b'l') && data[4096..12288] == want[..]);
+    assert_eq!(read(fx.m("new"))[4096..], want[..]);
 }

@@ -280,6 +280,12 @@ fn priv_renameat2_noreplace_and_exchange() {
         ),
         libc::ENOENT
     );
+    // Two names of one inode: rename does nothing and both names stay.
+    fs::hard_link(fx.m("up"), fx.m("up-link")).unwrap();
+    fs::rename(fx.m("up"), fx.m("up-link")).unwrap();
+    assert_eq!(read_str(fx.m("up")), "lower-b");
+    assert_eq!(read_str(fx.m("up-link")), "lower-b");
+    fs::remove_file(fx.m("up-link")).unwrap();
     let expect = sorted(&[".", "..", "b", "e1", "e2", "up", "wh"]);
     assert_eq!(names(&fx.mnt), expect);
     fx.remount();
@@ -411,4 +417,58 @@ fn priv_rename_of_recreated_directory_and_of_directory_with_open_file() {
     assert_eq!(read_str(fx.m("ud2/f")), "before after");
     assert_eq!(xattr_get(fx.m("ud2/f"), "user.moved").unwrap(), b"1");
     assert_eq!(names(&fx.mnt), sorted(&[".", "..", "e", "ud2"]));
+}
+
+#[test]
+fn priv_open_objects_replaced_by_rename_stay_usable() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    mkdirs(fx.l(0, "B"));
+    write(fx.l(0, "g"), "lower g");
+    fx.mount();
+    // A merged directory (copied up, lower below) replaced by renaming another dir over it.
+    chmod(fx.m("B"), 0o755);
+    fs::create_dir(fx.m("A")).unwrap();
+    let b = fs::File::open(fx.m("B")).unwrap();
+    fs::rename(fx.m("A"), fx.m("B")).unwrap();
+    let md = b
+        .metadata()
+        .expect("fstat of a directory replaced by rename");
+    assert!(
+        md.is_dir(),
+        "fd on the replaced directory is no longer a directory"
+    );
+    rx(rustix::fs::fchmod(
+        &b,
+        rustix::fs::Mode::from_raw_mode(0o700),
+    ))
+    .expect("fchmod of a directory replaced by rename");
+    rx(rustix::fs::fchown(
+        &b,
+        Some(rustix::fs::Uid::from_raw(5)),
+        None,
+    ))
+    .expect("fchown of a directory replaced by rename");
+    let md = b.metadata().unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid()), (0o700, 5));
+    drop(b);
+    assert_eq!(names(fx.m("B")), sorted(&[".", ".."]));
+    assert_eq!(
+        lstat(fx.m("B")).mode() & 0o7777,
+        0o755,
+        "the new B was changed"
+    );
+    // A lower file replaced by renaming a new file over it.
+    write(fx.m("f"), "new f");
+    let g = fs::File::open(fx.m("g")).unwrap();
+    fs::rename(fx.m("f"), fx.m("g")).unwrap();
+    let md = g.metadata().expect("fstat of a file replaced by rename");
+    assert_eq!((md.len(), md.nlink()), (7, 0));
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut &g, &mut s).unwrap();
+    assert_eq!(s, "lower g");
+    drop(g);
+    assert_eq!(read_str(fx.m("g")), "new f");
 }

@@ -253,3 +253,79 @@ fn priv_readdir_large_merged_directory() {
     }
     check_dir(&fx.m("big"), false);
 }
+
+#[test]
+fn priv_readdir_offsets_resume_and_no_duplicates_under_changes() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(2);
+    for i in 0..150 {
+        write(fx.l(0, &format!("s/a{i:03}")), "a");
+        write(fx.l(1, &format!("s/b{i:03}")), "b");
+    }
+    fx.mount();
+    let open = |fx: &Fixture| {
+        let fd = rx(rustix::fs::open(
+            fx.m("s"),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        ))
+        .unwrap();
+        rx(rustix::fs::Dir::new(fd)).unwrap()
+    };
+    let mut all = Vec::new();
+    let mut d = open(&fx);
+    while let Some(e) = d.read() {
+        let e = rx(e).unwrap();
+        all.push((e.file_name().to_string_lossy().into_owned(), e.offset()));
+    }
+    assert_eq!(all.len(), 302);
+    // Resuming at the offset of entry k yields exactly the entries after k.
+    for k in [0, 1, 2, 57, 150, 300, 301] {
+        let mut d = open(&fx);
+        rx(d.seek(all[k].1)).unwrap();
+        let mut rest = Vec::new();
+        while let Some(e) = d.read() {
+            rest.push(rx(e).unwrap().file_name().to_string_lossy().into_owned());
+        }
+        let want: Vec<String> = all[k + 1..].iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(rest, want, "resume after entry {k}");
+    }
+    // Entries neither added nor removed while a directory is read appear exactly once.
+    let mut d = open(&fx);
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        seen.push(
+            rx(d.read().unwrap())
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    for i in 0..30 {
+        write(fx.m(&format!("s/new{i:02}")), "n");
+        fs::remove_file(fx.m(&format!("s/b{:03}", 100 + i))).unwrap();
+    }
+    while let Some(e) = d.read() {
+        seen.push(rx(e).unwrap().file_name().to_string_lossy().into_owned());
+    }
+    let mut sorted_seen = seen.clone();
+    sorted_seen.sort();
+    sorted_seen.dedup();
+    assert_eq!(
+        sorted_seen.len(),
+        seen.len(),
+        "duplicate entries in one pass"
+    );
+    for (n, _) in &all {
+        let removed = n.starts_with('b') && (100..130).contains(&n[1..].parse::<usize>().unwrap());
+        if !removed {
+            assert!(
+                seen.contains(n),
+                "{n} missing from a pass with concurrent changes"
+            );
+        }
+    }
+}

@@ -335,3 +335,94 @@ fn priv_unlinked_open_files_stay_usable() {
     assert_eq!(read_str(fx.l(0, "lower-rw")), "lower rw");
     assert_eq!(read_str(fx.l(0, "lower-ro")), "lower read-only content");
 }
+
+#[test]
+fn priv_whiteout_lookalikes_created_through_the_mount_never_hide_anything() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "a"), "a");
+    write(fx.l(0, "d/x"), "x");
+    fx.mount();
+    // A char 0/0 device is what a whiteout is: kernel overlayfs refuses to create one (EPERM).
+    let r = mknod(&fx.m("w"), FileType::CharacterDevice, 0o600, 0, 0);
+    assert_eq!(errno("mknod c 0 0", r), libc::EPERM);
+    // `.wh.` names: refused or shown, but never taken as whiteouts of what they name.
+    for (p, hidden) in [
+        (".wh.a", "a"),
+        ("d/.wh.x", "d/x"),
+        ("d/.wh..wh..opq", "d/x"),
+    ] {
+        match fs::write(fx.m(p), "") {
+            Ok(()) => assert!(
+                fs::symlink_metadata(fx.m(p)).is_ok(),
+                "{p} created but not visible"
+            ),
+            Err(e) => assert!(e.raw_os_error().is_some(), "{p}: {e}"),
+        }
+        assert!(
+            fs::symlink_metadata(fx.m(hidden)).is_ok(),
+            "creating {p} hid {hidden}"
+        );
+    }
+    fx.remount();
+    assert_eq!(read_str(fx.m("a")), "a");
+    assert_eq!(read_str(fx.m("d/x")), "x");
+    // The longest symlink target (PATH_MAX - 1).
+    let target = "t".repeat(4095);
+    std::os::unix::fs::symlink(&target, fx.m("long")).unwrap();
+    assert_eq!(fs::read_link(fx.m("long")).unwrap().as_os_str().len(), 4095);
+    fx.remount();
+    assert_eq!(
+        fs::read_link(fx.m("long")).unwrap().to_str(),
+        Some(&target[..])
+    );
+}
+
+#[test]
+fn priv_metadata_changes_on_open_removed_directories_and_files() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    fx.mount();
+    // A directory removed while open: fchmod/fchown/fstat keep working, as on any filesystem.
+    fs::create_dir(fx.m("d")).unwrap();
+    let d = fs::File::open(fx.m("d")).unwrap();
+    fs::remove_dir(fx.m("d")).unwrap();
+    rx(rustix::fs::fchmod(&d, Mode::from_raw_mode(0o700)))
+        .expect("fchmod of an open removed directory");
+    rx(rustix::fs::fchown(
+        &d,
+        Some(rustix::fs::Uid::from_raw(7)),
+        None,
+    ))
+    .expect("fchown of an open removed directory");
+    let md = d.metadata().unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid()), (0o700, 7));
+    // The same for a file and a fifo.
+    write(fx.m("f"), "f");
+    let f = fs::File::open(fx.m("f")).unwrap();
+    fs::remove_file(fx.m("f")).unwrap();
+    rx(rustix::fs::fchmod(&f, Mode::from_raw_mode(0o400))).unwrap();
+    rx(rustix::fs::fchown(
+        &f,
+        Some(rustix::fs::Uid::from_raw(8)),
+        None,
+    ))
+    .unwrap();
+    let md = f.metadata().unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid(), md.nlink()), (0o400, 8, 0));
+    mknod(&fx.m("p"), FileType::Fifo, 0o600, 0, 0).unwrap();
+    let p = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fx.m("p"))
+        .unwrap();
+    fs::remove_file(fx.m("p")).unwrap();
+    rx(rustix::fs::fchmod(&p, Mode::from_raw_mode(0o640))).unwrap();
+    assert_eq!(p.metadata().unwrap().mode() & 0o7777, 0o640);
+    drop((d, f, p));
+    assert_eq!(names(&fx.mnt), sorted(&[".", ".."]));
+}
