@@ -83,7 +83,6 @@ pub fn require(need: Need) -> bool {
                 panic!("REQUIRE_PRIVILEGED is set but {need} is not available: {why}");
             }
             println!("SKIP {need}: {why}");
-            eprintln!("SKIP {need}: {why}");
             false
         }
     }
@@ -508,6 +507,55 @@ pub fn unmount(path: &Path) -> io::Result<()> {
                 .map_err(io::Error::from)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Unmounts `path` when dropped (lazily if busy) and kills what still serves it, so that a
+/// failing test never leaves a mount behind. For mounts made outside a [`Fixture`] (kernel
+/// overlayfs, tmpfs, a mount program run by hand).
+pub struct MountGuard {
+    path: PathBuf,
+    daemons: Vec<i32>,
+    armed: bool,
+}
+
+impl MountGuard {
+    /// Guards the mount at `path`, remembering the processes that serve it now.
+    pub fn new(path: &Path) -> MountGuard {
+        MountGuard {
+            path: path.to_path_buf(),
+            daemons: processes_with_arg(path),
+            armed: true,
+        }
+    }
+
+    /// The processes that served the mount when the guard was made.
+    pub fn daemons(&self) -> &[i32] {
+        &self.daemons
+    }
+
+    /// The test unmounted it itself: do nothing on drop.
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if is_mounted(&self.path) {
+            let _ = unmount(&self.path);
+        }
+        for pid in &self.daemons {
+            if !wait_exited(*pid, EXIT_TIMEOUT) {
+                kill9(*pid);
+            }
+        }
+        if is_mounted(&self.path) {
+            let _ = rustix::mount::unmount(&self.path, rustix::mount::UnmountFlags::DETACH);
+        }
     }
 }
 

@@ -227,6 +227,7 @@ fn priv_mount_failures_exit_nonzero_with_a_message_and_mount_nothing() {
     ];
     for (what, opts, needles) in cases {
         let out = overlay(&["-o", &opts], m);
+        let _guard = MountGuard::new(m);
         let err = stderr(&out);
         assert!(!out.status.success(), "{what}: exit 0 for -o {opts}");
         for n in &needles {
@@ -243,6 +244,7 @@ fn priv_mount_failures_exit_nonzero_with_a_message_and_mount_nothing() {
         &["-o", &format!("lowerdir={l},upperdir={u},workdir={w}")],
         &nomnt,
     );
+    let _guard = MountGuard::new(&nomnt);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains(&nomnt.display().to_string()),
@@ -338,13 +340,14 @@ fn priv_option_forms() {
     for (i, (what, args)) in forms.into_iter().enumerate() {
         let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
         let out = overlay(&a, &fx.mnt);
+        let mut guard = MountGuard::new(&fx.mnt);
         assert!(out.status.success(), "{what}: {}", stderr(&out));
         assert!(
             !stderr(&out).contains("unknown"),
             "{what}: warned {:?}",
             stderr(&out)
         );
-        let pids = processes_with_arg(&fx.mnt);
+        let pids = guard.daemons().to_vec();
         assert_eq!(mount_type(&fx.mnt), Some(fstype()), "{what}");
         // The upper took effect: a write lands in it.
         write(fx.m(&format!("new{i}")), what);
@@ -353,6 +356,7 @@ fn priv_option_forms() {
         for p in pids {
             assert!(wait_exited(p, EXIT_TIMEOUT), "{what}: daemon did not exit");
         }
+        guard.disarm();
     }
 }
 
@@ -370,13 +374,16 @@ fn priv_strata_mount_command() {
         .arg(fx.option_string())
         .arg(&fx.mnt);
     let out = run_timeout(&mut c, MOUNT_TIMEOUT);
+    let live = mount_type(&fx.mnt);
+    if live.is_some() {
+        fx.adopt();
+    }
     assert!(out.status.success(), "strata mount: {}", stderr(&out));
     assert_eq!(
-        mount_type(&fx.mnt).as_deref(),
+        live.as_deref(),
         Some("fuse.strata"),
         "not mounted when strata mount returned"
     );
-    fx.adopt();
     assert_eq!(names(&fx.mnt), sorted(&[".", "..", "a", "b"]));
     write(fx.m("c"), "c");
     assert_eq!(read_str(fx.u("c")), "c");

@@ -51,7 +51,7 @@ fn workload(m: &Path) {
     lchown(p("sym"), 5, 6);
 }
 
-fn kernel_mount(lowers: &[PathBuf], upper: &Path, work: &Path, mnt: &Path) {
+fn kernel_mount(lowers: &[PathBuf], upper: &Path, work: &Path, mnt: &Path) -> MountGuard {
     let l: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
     // Options that keep the kernel to the on-disk format both implementations share.
     let opts = format!(
@@ -70,10 +70,12 @@ fn kernel_mount(lowers: &[PathBuf], upper: &Path, work: &Path, mnt: &Path) {
         "kernel overlay mount failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    MountGuard::new(mnt)
 }
 
-fn kernel_umount(mnt: &Path) {
+fn kernel_umount(mnt: &Path, mut guard: MountGuard) {
     unmount(mnt).unwrap_or_else(|e| panic!("umount kernel overlay {}: {e}", mnt.display()));
+    guard.disarm();
 }
 
 #[test]
@@ -97,9 +99,9 @@ fn priv_strata_upper_mounted_by_kernel_overlay() {
     let kmnt = fx.root().join("kmnt");
     mkdirs(&kwork);
     mkdirs(&kmnt);
-    kernel_mount(&fx.lowers, &fx.upper, &kwork, &kmnt);
+    let guard = kernel_mount(&fx.lowers, &fx.upper, &kwork, &kmnt);
     let by_kernel = tree(&kmnt);
-    kernel_umount(&kmnt);
+    kernel_umount(&kmnt, guard);
     assert_same_tree(
         "strata mount (left) vs kernel overlay of strata's upper (right)",
         &by_strata,
@@ -123,10 +125,10 @@ fn priv_kernel_upper_mounted_by_strata() {
     let kmnt = fx.root().join("kmnt");
     mkdirs(&kwork);
     mkdirs(&kmnt);
-    kernel_mount(&fx.lowers, &fx.upper, &kwork, &kmnt);
+    let guard = kernel_mount(&fx.lowers, &fx.upper, &kwork, &kmnt);
     workload(&kmnt);
     let by_kernel = tree(&kmnt);
-    kernel_umount(&kmnt);
+    kernel_umount(&kmnt, guard);
     // strata gets its own, fresh workdir (fx.work).
     fx.mount();
     let by_strata = tree(&fx.mnt);

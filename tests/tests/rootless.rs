@@ -74,6 +74,8 @@ fn priv_rootless_mount_in_a_user_namespace() {
         .arg(&fx.work)
         .arg(&fx.mnt);
     let out = run_timeout(&mut cmd, MOUNT_TIMEOUT);
+    // If the script failed half-way, its daemon may still run in the user's namespace.
+    let _leftover = MountGuard::new(&fx.mnt);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
