@@ -269,3 +269,62 @@ pub fn assert_same_tree(what: &str, a: &BTreeMap<String, String>, b: &BTreeMap<S
         diffs.join("\n  ")
     );
 }
+
+/// Checks, recursively, that every directory lists `.` and `..`, that each entry's d_ino is
+/// the st_ino of the object its name leads to, and that d_type matches st_mode.
+pub fn check_dir(dir: &Path, is_root: bool) {
+    let ents = readdir(dir).unwrap_or_else(|e| panic!("readdir {}: {e}", dir.display()));
+    let names: Vec<&str> = ents.iter().map(|e| e.name.as_str()).collect();
+    assert!(
+        names.contains(&"."),
+        "{}: no `.` in {names:?}",
+        dir.display()
+    );
+    assert!(
+        names.contains(&".."),
+        "{}: no `..` in {names:?}",
+        dir.display()
+    );
+    let mut uniq = names.clone();
+    uniq.dedup();
+    assert_eq!(
+        uniq.len(),
+        names.len(),
+        "{}: duplicate names in {names:?}",
+        dir.display()
+    );
+    for e in &ents {
+        if e.name == ".." && is_root {
+            // `..` of the mount root is outside the filesystem; only its presence is checked.
+            continue;
+        }
+        let md = lstat(dir.join(&e.name));
+        assert_eq!(
+            e.ino,
+            md.ino(),
+            "{}/{}: d_ino {} but st_ino {}",
+            dir.display(),
+            e.name,
+            e.ino,
+            md.ino()
+        );
+        if e.name != "." && e.name != ".." {
+            assert_eq!(
+                e.kind,
+                mode_letter(md.mode()),
+                "{}/{}: d_type vs st_mode",
+                dir.display(),
+                e.name
+            );
+            if e.kind == 'd' {
+                check_dir(&dir.join(&e.name), false);
+            }
+        }
+    }
+}
+
+/// [`check_dir`] from the root of a mount.
+#[track_caller]
+pub fn check_tree(mnt: &Path) {
+    check_dir(mnt, true);
+}

@@ -157,12 +157,14 @@ fn priv_rename_files_and_upper_dirs() {
         }
     };
     check(&fx, "before remount");
+    check_tree(&fx.mnt);
     assert!(
         is_char_whiteout(&lstat(fx.u("lf"))),
         "renamed lower file leaves a whiteout"
     );
     fx.remount();
     check(&fx, "after remount");
+    check_tree(&fx.mnt);
     assert_eq!(read_str(fx.l(0, "lf")), "lower-file");
 }
 

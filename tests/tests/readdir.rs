@@ -3,62 +3,8 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
 use strata_tests::*;
-
-/// Checks, recursively, that every directory lists `.` and `..`, that each entry's d_ino is
-/// the st_ino of the object its name leads to, and that d_type matches st_mode.
-fn check_dir(dir: &Path, is_root: bool) {
-    let ents = readdir(dir).unwrap_or_else(|e| panic!("readdir {}: {e}", dir.display()));
-    let names: Vec<&str> = ents.iter().map(|e| e.name.as_str()).collect();
-    assert!(
-        names.contains(&"."),
-        "{}: no `.` in {names:?}",
-        dir.display()
-    );
-    assert!(
-        names.contains(&".."),
-        "{}: no `..` in {names:?}",
-        dir.display()
-    );
-    let mut uniq = names.clone();
-    uniq.dedup();
-    assert_eq!(
-        uniq.len(),
-        names.len(),
-        "{}: duplicate names in {names:?}",
-        dir.display()
-    );
-    for e in &ents {
-        if e.name == ".." && is_root {
-            // `..` of the mount root is outside the filesystem; only its presence is checked.
-            continue;
-        }
-        let md = lstat(dir.join(&e.name));
-        assert_eq!(
-            e.ino,
-            md.ino(),
-            "{}/{}: d_ino {} but st_ino {}",
-            dir.display(),
-            e.name,
-            e.ino,
-            md.ino()
-        );
-        if e.name != "." && e.name != ".." {
-            assert_eq!(
-                e.kind,
-                mode_letter(md.mode()),
-                "{}/{}: d_type vs st_mode",
-                dir.display(),
-                e.name
-            );
-            if e.kind == 'd' {
-                check_dir(&dir.join(&e.name), false);
-            }
-        }
-    }
-}
 
 fn three_layer_fixture() -> Fixture {
     let fx = Fixture::new(3);
@@ -158,7 +104,7 @@ fn priv_merged_lookup_and_readdir_three_lowers_and_upper() {
     let root = readdir(&fx.mnt).unwrap();
     let dot = root.iter().find(|e| e.name == ".").unwrap();
     assert_eq!(dot.ino, lstat(&fx.mnt).ino());
-    check_dir(&fx.mnt, true);
+    check_tree(&fx.mnt);
 }
 
 #[test]
@@ -198,7 +144,7 @@ fn priv_readdir_dots_and_inodes_after_changes_and_remount() {
     );
     assert_eq!(names(fx.m("d/deep")), sorted(&[".", "..", "e", "made"]));
     assert_eq!(names(fx.m("newdir/sub")), sorted(&[".", "..", "f"]));
-    check_dir(&fx.mnt, true);
+    check_tree(&fx.mnt);
     let ino_b = lstat(fx.m("b")).ino();
     let ino_deep = lstat(fx.m("d/deep")).ino();
     fx.remount();
@@ -206,7 +152,7 @@ fn priv_readdir_dots_and_inodes_after_changes_and_remount() {
     assert_eq!(read_str(fx.m("b")), "l2-b+");
     assert_eq!(lstat(fx.m("b")).ino(), ino_b);
     assert_eq!(lstat(fx.m("d/deep")).ino(), ino_deep);
-    check_dir(&fx.mnt, true);
+    check_tree(&fx.mnt);
 }
 
 #[test]

@@ -161,6 +161,7 @@ fn priv_random_operation_storm_stays_consistent() {
         t.join().expect("storm thread failed");
     }
     let before = state(&dir);
+    check_tree(&fx.mnt);
     fx.remount();
     let after = state(&fx.m("s"));
     assert_eq!(before, after, "the union changed across a remount");

@@ -321,3 +321,64 @@ fn priv_rm_rf_then_mkdir_hides_old_entries_wh_whiteouts() {
     }
     rm_rf_mkdir(true);
 }
+
+#[test]
+fn priv_new_names_never_show_what_lower_layers_hid() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(2);
+    // x: a lower2 directory hidden by a lower1 file; y, z: hidden by lower1 whiteouts.
+    write(fx.l(0, "x"), "file");
+    write(fx.l(1, "x/secret"), "s");
+    write(fx.l(0, ".wh.y"), "");
+    write(fx.l(1, "y/secret"), "s");
+    mk_char_whiteout(fx.l(0, "z"));
+    write(fx.l(1, "z/secret"), "s");
+    // w: opaque in lower1, so lower2's w/sub is hidden; dd: a directory to replace by a file.
+    write(fx.l(0, "w/.wh..wh..opq"), "");
+    write(fx.l(0, "w/top"), "t");
+    write(fx.l(1, "w/sub/inner"), "i");
+    write(fx.l(0, "dd/a"), "a");
+    write(fx.l(1, "full/x"), "x");
+    write(fx.l(0, "emptied/x"), "x");
+    fx.mount();
+    assert!(lstat(fx.m("x")).is_file());
+    fs::remove_file(fx.m("x")).unwrap();
+    for d in ["x", "y", "z", "w/sub"] {
+        fs::create_dir(fx.m(d)).unwrap_or_else(|e| panic!("mkdir {d}: {e}"));
+    }
+    fs::remove_dir_all(fx.m("dd")).unwrap();
+    write(fx.m("dd"), "now a file");
+    // rmdir: refused while lower entries show, allowed once they are all deleted.
+    assert_eq!(
+        errno("rmdir full", fs::remove_dir(fx.m("full"))),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        errno("unlink dir", fs::remove_file(fx.m("full"))),
+        libc::EISDIR
+    );
+    fs::remove_file(fx.m("emptied/x")).unwrap();
+    fs::remove_dir(fx.m("emptied")).expect("rmdir of a directory emptied in the union");
+    let check = |fx: &Fixture, when: &str| {
+        for d in ["x", "y", "z", "w/sub"] {
+            assert_eq!(names(fx.m(d)), sorted(&[".", ".."]), "{d} {when}");
+        }
+        assert_eq!(
+            names(fx.m("w")),
+            sorted(&[".", "..", "sub", "top"]),
+            "{when}"
+        );
+        assert_eq!(read_str(fx.m("dd")), "now a file", "{when}");
+        assert_eq!(names(fx.m("full")), sorted(&[".", "..", "x"]), "{when}");
+        assert_eq!(
+            errno("emptied", fs::symlink_metadata(fx.m("emptied"))),
+            libc::ENOENT,
+            "{when}"
+        );
+    };
+    check(&fx, "before remount");
+    fx.remount();
+    check(&fx, "after remount");
+}
