@@ -471,3 +471,65 @@ fn priv_copy_up_of_empty_and_all_hole_files() {
     assert_eq!(read_str(fx.m("empty")), "");
     assert_eq!(lstat(fx.m("holes")).size(), (8 << 20) + 1);
 }
+
+#[test]
+fn priv_attributes_seen_through_the_mount_survive_remount() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(2);
+    write(fx.l(0, "f"), "f");
+    write(fx.l(1, "d/g"), "g");
+    write(fx.l(0, "d/h"), "h");
+    write(fx.l(1, "deep/er/est"), "x");
+    fx.mount();
+    // Copy-ups into lower and merged directories, and a new file.
+    append(fx.m("f"), "+");
+    write(fx.m("d/new"), "n");
+    append(fx.m("d/g"), "+");
+    xattr_set(fx.m("d/h"), "user.x", b"1");
+    append(fx.m("deep/er/est"), "+");
+    let paths = [
+        "",
+        "f",
+        "d",
+        "d/g",
+        "d/h",
+        "d/new",
+        "deep",
+        "deep/er",
+        "deep/er/est",
+    ];
+    // What a program sees now must be what it sees after a remount: no mtime or ctime that
+    // only "catches up" later (kernel overlayfs restores a parent's times after copy-up and
+    // reads attributes live).
+    type Seen = (String, u64, (i64, i64), (i64, i64));
+    let attrs = |fx: &Fixture| -> Vec<Seen> {
+        paths
+            .iter()
+            .map(|p| {
+                let m = lstat(fx.m(p));
+                (p.to_string(), m.size(), mtime(&m), ctime(&m))
+            })
+            .collect()
+    };
+    let before = attrs(&fx);
+    fx.remount();
+    let after = attrs(&fx);
+    let diffs: Vec<String> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b != a)
+        .map(|(b, a)| {
+            format!(
+                "{:?}: size {} -> {}, mtime {:?} -> {:?}, ctime {:?} -> {:?}",
+                b.0, b.1, a.1, b.2, a.2, b.3, a.3
+            )
+        })
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "attributes changed by a remount:\n  {}",
+        diffs.join("\n  ")
+    );
+}
