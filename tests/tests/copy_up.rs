@@ -533,3 +533,60 @@ fn priv_attributes_seen_through_the_mount_survive_remount() {
         diffs.join("\n  ")
     );
 }
+
+#[test]
+fn priv_copy_up_keeps_file_capabilities_and_privileged_xattrs() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    // VFS_CAP_REVISION_2 | effective, permitted = CAP_NET_BIND_SERVICE (bit 10).
+    let mut cap = Vec::new();
+    for w in [0x0200_0001u32, 1 << 10, 0, 0, 0] {
+        cap.extend_from_slice(&w.to_le_bytes());
+    }
+    let ops = ["chmod", "utimes", "setxattr", "link", "rename"];
+    for op in ops {
+        let p = fx.l(0, &format!("bin-{op}"));
+        write(&p, "#!/bin/true\n");
+        chmod(&p, 0o755);
+        xattr_set(&p, "security.capability", &cap);
+        xattr_set(&p, "trusted.t", b"T");
+        xattr_set(&p, "security.s", b"S");
+    }
+    fx.mount();
+    for op in ops {
+        let p = fx.m(&format!("bin-{op}"));
+        let upper_name = match op {
+            "chmod" => {
+                chmod(&p, 0o750);
+                format!("bin-{op}")
+            }
+            "utimes" => {
+                set_times(&p, (1, 0), (2, 0));
+                format!("bin-{op}")
+            }
+            "setxattr" => {
+                xattr_set(&p, "user.u", b"U");
+                format!("bin-{op}")
+            }
+            "link" => {
+                fs::hard_link(&p, fx.m("bin-link2")).unwrap();
+                "bin-link2".to_string()
+            }
+            _ => {
+                fs::rename(&p, fx.m("bin-renamed")).unwrap();
+                "bin-renamed".to_string()
+            }
+        };
+        for (side, q) in [("upper", fx.u(&upper_name)), ("mount", fx.m(&upper_name))] {
+            assert_eq!(
+                xattr_get(&q, "security.capability").ok().as_deref(),
+                Some(&cap[..]),
+                "{op}: file capability lost on copy-up ({side})"
+            );
+            assert_eq!(xattr_get(&q, "trusted.t").unwrap(), b"T", "{op}: {side}");
+            assert_eq!(xattr_get(&q, "security.s").unwrap(), b"S", "{op}: {side}");
+        }
+    }
+}
