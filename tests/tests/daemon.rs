@@ -361,6 +361,36 @@ fn priv_option_forms() {
 }
 
 #[test]
+fn priv_lowerdir_with_escaped_colon() {
+    if !require_mount() {
+        return;
+    }
+    // fuse-overlayfs 1.15 syntax: `\:` is a colon inside a lowerdir path.
+    let mut fx = Fixture::new(0);
+    let odd = fx.root().join("low:er");
+    write(odd.join("f"), "odd");
+    let plain = fx.root().join("plain");
+    write(plain.join("g"), "plain");
+    let opts = format!(
+        "lowerdir={}:{},upperdir={},workdir={}",
+        odd.display().to_string().replace(':', "\\:"),
+        plain.display(),
+        fx.upper.display(),
+        fx.work.display()
+    );
+    let mut c = Command::new(mount_program());
+    c.arg("-o").arg(&opts).arg(&fx.mnt);
+    let out = run_timeout(&mut c, MOUNT_TIMEOUT);
+    if out.status.success() {
+        fx.adopt();
+    }
+    assert!(out.status.success(), "-o {opts}: {}", stderr(&out));
+    assert_eq!(names(&fx.mnt), sorted(&[".", "..", "f", "g"]));
+    assert_eq!(read_str(fx.m("f")), "odd");
+    fx.umount();
+}
+
+#[test]
 fn priv_strata_mount_command() {
     if !require_mount() {
         return;

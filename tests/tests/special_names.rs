@@ -426,3 +426,51 @@ fn priv_metadata_changes_on_open_removed_directories_and_files() {
     drop((d, f, p));
     assert_eq!(names(&fx.mnt), sorted(&[".", ".."]));
 }
+
+#[test]
+fn priv_names_are_bytes_not_text() {
+    if !require_mount() {
+        return;
+    }
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut fx = Fixture::new(1);
+    let raw: [&[u8]; 4] = [b"caf\xe9", b"a\nb", b"sp ace", b"\xff\xfe\x01"];
+    for n in raw {
+        write(fx.lower(0).join(OsStr::from_bytes(n)), n);
+    }
+    fx.mount();
+    let list = |fx: &Fixture| -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = fs::read_dir(&fx.mnt)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want: Vec<Vec<u8>> = raw.iter().map(|n| n.to_vec()).collect();
+    want.sort();
+    assert_eq!(list(&fx), want);
+    for n in raw {
+        let p = fx.mnt.join(OsStr::from_bytes(n));
+        append(&p, "+");
+        let mut c = n.to_vec();
+        c.push(b'+');
+        assert_eq!(read(&p), c, "{:?}", OsStr::from_bytes(n));
+    }
+    fs::rename(
+        fx.mnt.join(OsStr::from_bytes(b"caf\xe9")),
+        fx.mnt.join(OsStr::from_bytes(b"\xc3\xa9t\xc3\xa9")),
+    )
+    .unwrap();
+    fx.remount();
+    let mut want: Vec<Vec<u8>> = vec![
+        b"a\nb".to_vec(),
+        b"sp ace".to_vec(),
+        b"\xff\xfe\x01".to_vec(),
+        b"\xc3\xa9t\xc3\xa9".to_vec(),
+    ];
+    want.sort();
+    assert_eq!(list(&fx), want);
+    assert_eq!(read(fx.mnt.join("été")), b"caf\xe9+");
+}
