@@ -151,6 +151,51 @@ fn snap_walk(root: &Path, rel: &str, out: &mut BTreeMap<String, Snap>) {
         snap_walk(root, &r, out);
     }
 }
+/// What differs between two records of one object, field by field.
+fn snap_fields(b: &Snap, a: &Snap) -> String {
+    let mut out = Vec::new();
+    macro_rules! field {
+        ($f:ident) => {
+            if b.$f != a.$f {
+                out.push(format!("{} {:?} -> {:?}", stringify!($f), b.$f, a.$f));
+            }
+        };
+    }
+    field!(mode);
+    field!(uid);
+    field!(gid);
+    field!(size);
+    field!(nlink);
+    field!(ino);
+    field!(rdev);
+    field!(mtime);
+    field!(atime);
+    field!(ctime);
+    field!(content);
+    field!(target);
+    field!(xattrs);
+    out.join(", ")
+}
+
+/// Every difference between two snapshots, one line each (empty when equal).
+pub fn snapshot_diffs(
+    what: &str,
+    before: &BTreeMap<String, Snap>,
+    after: &BTreeMap<String, Snap>,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (k, b) in before {
+        match after.get(k) {
+            None => diffs.push(format!("{what} {k:?}: removed")),
+            Some(a) if a != b => diffs.push(format!("{what} {k:?}: {}", snap_fields(b, a))),
+            _ => {}
+        }
+    }
+    for k in after.keys().filter(|k| !before.contains_key(*k)) {
+        diffs.push(format!("{what} {k:?}: added"));
+    }
+    diffs
+}
 
 /// Asserts two snapshots are equal, listing every difference.
 #[track_caller]
@@ -159,17 +204,7 @@ pub fn assert_same_snapshot(
     before: &BTreeMap<String, Snap>,
     after: &BTreeMap<String, Snap>,
 ) {
-    let mut diffs = Vec::new();
-    for (k, b) in before {
-        match after.get(k) {
-            None => diffs.push(format!("{k:?}: removed")),
-            Some(a) if a != b => diffs.push(format!("{k:?}: before {b:?}\n      after  {a:?}")),
-            _ => {}
-        }
-    }
-    for k in after.keys().filter(|k| !before.contains_key(*k)) {
-        diffs.push(format!("{k:?}: added"));
-    }
+    let diffs = snapshot_diffs(what, before, after);
     assert!(
         diffs.is_empty(),
         "{what} changed:\n  {}",

@@ -100,9 +100,16 @@ fn priv_lower_layers_never_modified_by_a_workload() {
     fx.remount();
     read_all(&fx.mnt);
     fx.umount();
-    for (i, b) in before.iter().enumerate() {
-        assert_same_snapshot(&format!("lower{}", i + 1), b, &snapshot(fx.lower(i)));
-    }
+    let diffs: Vec<String> = before
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| snapshot_diffs(&format!("lower{}", i + 1), b, &snapshot(fx.lower(i))))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "lower layers changed:\n  {}",
+        diffs.join("\n  ")
+    );
 }
 
 /// Sets up the planted symlinks. The mountpoint sits two levels deeper than the upper, so a
