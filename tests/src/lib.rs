@@ -498,6 +498,22 @@ pub fn is_mounted(path: &Path) -> bool {
     mount_type(path).is_some()
 }
 
+/// Plain umount(2) of `path`, retried for up to two seconds while it is busy: in a
+/// multi-threaded test process a child forked by another test holds copies of our fds until it
+/// execs. Still busy after that means something really holds a file open in the mount.
+pub fn unmount_patiently(path: &Path) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::BUSY) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Unmounts `path`: umount(2), and MNT_DETACH when busy. Errors are returned, not raised.
 pub fn unmount(path: &Path) -> io::Result<()> {
     match rustix::mount::unmount(path, rustix::mount::UnmountFlags::empty()) {
@@ -722,15 +738,12 @@ impl Fixture {
         if !self.mounted {
             return;
         }
-        // Plain umount(2): a busy mount here means the test still holds a file open in it.
-        rustix::mount::unmount(&self.mnt, rustix::mount::UnmountFlags::empty()).unwrap_or_else(
-            |e| {
-                panic!(
-                    "umount {}: {e} (does the test still hold a file open?)",
-                    self.mnt.display()
-                )
-            },
-        );
+        unmount_patiently(&self.mnt).unwrap_or_else(|e| {
+            panic!(
+                "umount {}: {e} (does the test still hold a file open?)",
+                self.mnt.display()
+            )
+        });
         self.mounted = false;
         for pid in std::mem::take(&mut self.daemons) {
             assert!(

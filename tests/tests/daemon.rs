@@ -352,7 +352,7 @@ fn priv_option_forms() {
         // The upper took effect: a write lands in it.
         write(fx.m(&format!("new{i}")), what);
         assert_eq!(read_str(fx.u(&format!("new{i}"))), what);
-        unmount(&fx.mnt).unwrap();
+        unmount_patiently(&fx.mnt).unwrap();
         for p in pids {
             assert!(wait_exited(p, EXIT_TIMEOUT), "{what}: daemon did not exit");
         }

@@ -74,7 +74,8 @@ fn kernel_mount(lowers: &[PathBuf], upper: &Path, work: &Path, mnt: &Path) -> Mo
 }
 
 fn kernel_umount(mnt: &Path, mut guard: MountGuard) {
-    unmount(mnt).unwrap_or_else(|e| panic!("umount kernel overlay {}: {e}", mnt.display()));
+    unmount_patiently(mnt)
+        .unwrap_or_else(|e| panic!("umount kernel overlay {}: {e}", mnt.display()));
     guard.disarm();
 }
 
