@@ -18,7 +18,11 @@ static LOGGER: Stderr = Stderr;
 pub fn init(debug: bool) {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(if debug {
-        log::LevelFilter::Debug
+        if std::env::var_os("STRATA_TRACE").is_some() {
+            log::LevelFilter::Trace
+        } else {
+            log::LevelFilter::Debug
+        }
     } else {
         log::LevelFilter::Warn
     });

@@ -15,7 +15,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, SeekFrom, Stat, T
 use rustix::io::Errno;
 
 use crate::error::{Error, Op, Result};
-use crate::union::{Node, Union, ROOT, UPPER};
+use crate::union::{Ino, Node, Union, ROOT, UPPER};
 use crate::whiteout;
 
 /// Copies `node` (and, first, its parent directories) into the upper layer.
@@ -58,7 +58,9 @@ pub(crate) fn copy_up(u: &Union, node: &Arc<Node>) -> Result<()> {
         Vec::new()
     };
     let noatime = !u.stack.layers[src_layer as usize].kernel_ro;
-    copy_object(u, &src_dir, name, &src, noatime, node.ino, &dst_dir, name)?;
+    copy_object(
+        u, &src_dir, name, &src, noatime, node.ino, &dst_dir, name, st.parent,
+    )?;
     for alias in aliases {
         let (dir, base) = match alias.iter().rposition(|b| *b == b'/') {
             Some(i) => (alias[..i].to_vec(), alias[i + 1..].to_vec()),
@@ -93,11 +95,15 @@ fn copy_object(
     origin: u64,
     dst_dir: &OwnedFd,
     dst_name: &OsStr,
+    parent_ino: Ino,
 ) -> Result<()> {
     let work = u.work()?;
     let tmp = u.tmp_name();
     let kind = FileType::from_raw_mode(src.st_mode);
     let result = make_copy(noatime, src_dir, name, src, work, &tmp).and_then(|()| {
+        // Owner before xattrs: chown drops security.capability (and setuid bits, which the
+        // mode step puts back).
+        copy_owner(work, &tmp, src)?;
         copy_xattrs(src_dir, name, work, &tmp, kind)?;
         let o = Union::proc_path(work, &tmp);
         // Record the original inode number so st_ino survives copy-up and remount. A
@@ -108,7 +114,7 @@ fn copy_object(
             &origin.to_le_bytes(),
             rfs::XattrFlags::empty(),
         );
-        copy_owner_mode_times(work, &tmp, src)?;
+        copy_mode_times(work, &tmp, src)?;
         if !u.cfg.volatile && kind == FileType::RegularFile {
             let f = rfs::openat(
                 work,
@@ -119,12 +125,18 @@ fn copy_object(
             .op("copy-up: reopen")?;
             rfs::fsync(&f).op("copy-up: fsync")?;
         }
+        // Copy-up must not change what the union shows of the parent: put its times back
+        // (kernel overlayfs does the same, ovl_set_timestamps) and tell the kernel to refetch.
+        let parent_before = rfs::fstat(dst_dir).op("copy-up: stat parent")?;
         match rfs::renameat_with(work, &tmp, dst_dir, dst_name, rfs::RenameFlags::NOREPLACE) {
             Err(Errno::EXIST) if kind == FileType::Directory => {
                 Err(Errno::EXIST).op("copy-up: raced")
             }
             r => r.op("copy-up: rename"),
-        }
+        }?;
+        restore_times(dst_dir, &parent_before);
+        u.invalidate_attr(parent_ino);
+        Ok(())
     });
     if let Err(e) = result {
         let _ = crate::tree::remove_entry(work, &cstr(&tmp));
@@ -148,6 +160,7 @@ impl Union {
         let mut layers = self.node(ROOT)?.state().layers;
         let mut up = self.open_rel(UPPER, b".", OFlags::PATH)?;
         let mut cur: Vec<u8> = b".".to_vec();
+        let mut cur_ino = ROOT;
         for part in rel
             .split(|b| *b == b'/')
             .filter(|p| !p.is_empty() && *p != b".")
@@ -162,7 +175,7 @@ impl Union {
             let mut f_layers = f.layers.clone();
             if !self.is_upper(f.layers[0]) {
                 let origin = self.ino_of(f.layers[0], &f.st, &f.dirfd, pn);
-                copy_object(self, &f.dirfd, pn, &f.st, false, origin, &up, pn)?;
+                copy_object(self, &f.dirfd, pn, &f.st, false, origin, &up, pn, cur_ino)?;
                 f_layers.insert(0, UPPER);
                 if let Some(n) = self.nodes.get(&origin) {
                     let mut st = n.st.write();
@@ -171,6 +184,7 @@ impl Union {
                     }
                 }
             }
+            cur_ino = self.ino_of(f.layers[0], &f.st, &f.dirfd, pn);
             up = rfs::openat(
                 &up,
                 pn,
@@ -376,8 +390,7 @@ pub(crate) fn get_xattr(path: &OsStr, name: &OsStr) -> rustix::io::Result<Vec<u8
 
 /// Owner first (chown clears setuid/setgid), then mode, then times (last, so nothing after
 /// touches them).
-fn copy_owner_mode_times(work: &OwnedFd, tmp: &OsStr, src: &Stat) -> Result<()> {
-    let kind = FileType::from_raw_mode(src.st_mode);
+fn copy_owner(work: &OwnedFd, tmp: &OsStr, src: &Stat) -> Result<()> {
     let owner = (
         Some(rfs::Uid::from_raw(src.st_uid)),
         Some(rfs::Gid::from_raw(src.st_gid)),
@@ -388,6 +401,28 @@ fn copy_owner_mode_times(work: &OwnedFd, tmp: &OsStr, src: &Stat) -> Result<()> 
         Ok(()) | Err(Errno::INVAL) | Err(Errno::PERM) => {}
         Err(e) => return Err(Error::new("copy-up: chown", e)),
     }
+    Ok(())
+}
+
+/// Puts back the atime and mtime of directory `dir` (an `O_PATH` fd) from `st`.
+pub(crate) fn restore_times(dir: &OwnedFd, st: &Stat) {
+    let times = Timestamps {
+        last_access: rfs::Timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        last_modification: rfs::Timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
+    };
+    let p = Union::proc_path(dir, OsStr::new("."));
+    let _ = rfs::utimensat(rfs::CWD, OsStr::from_bytes(&p), &times, AtFlags::empty());
+}
+
+/// Mode (after chown, which clears setuid/setgid), then times, last.
+fn copy_mode_times(work: &OwnedFd, tmp: &OsStr, src: &Stat) -> Result<()> {
+    let kind = FileType::from_raw_mode(src.st_mode);
     if kind != FileType::Symlink {
         let fd = rfs::openat(
             work,

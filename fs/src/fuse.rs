@@ -36,6 +36,7 @@ impl StrataFs {
 }
 
 fn err(e: Error) -> FErrno {
+    log::debug!("reply error: {e}");
     FErrno::from_i32(e.errno())
 }
 
@@ -78,6 +79,7 @@ fn kind(k: FileType) -> FType {
 }
 
 fn fattr(a: &Attr) -> FileAttr {
+    log::trace!("attr ino={} mode={:o}", a.ino, a.mode);
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
@@ -627,6 +629,14 @@ impl Filesystem for StrataFs {
             Err(e) => reply.error(err(e)),
         }
     }
+}
+
+/// Lets the union drop the kernel's cached attributes of an inode (FUSE_NOTIFY_INVAL_INODE
+/// with offset -1: attributes only, no page-cache work, so it is safe from a request thread).
+pub fn install_invalidator(u: &Union, n: fuser::Notifier) {
+    u.set_invalidator(Box::new(move |ino| {
+        let _ = n.inval_inode(INodeNo(ino), -1, 0);
+    }));
 }
 
 /// The root inode, for callers that build on the adapter.

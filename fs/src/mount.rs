@@ -87,7 +87,7 @@ fn mount_session(
     // The kernel has already applied the caller's umask to every mode it sends (we do not ask
     // for FUSE_DONT_MASK); the daemon's own umask must not strip bits a second time.
     rustix::process::umask(Mode::empty());
-    let fs = StrataFs::new(u);
+    let fs = StrataFs::new(u.clone());
     if rustix::process::geteuid().is_root() {
         // Root, or root of a user namespace: mount(2) ourselves, so the type carries our
         // subtype and no setuid helper is involved.
@@ -126,7 +126,10 @@ fn mount_session(
         .map_err(|e| fail(format!("mount(2): {e}")))?;
         let fd: OwnedFd = dev;
         match Session::from_fd(fs, fd, SessionACL::All, fuse_config(threads())) {
-            Ok(s) => Ok(s),
+            Ok(s) => {
+                crate::fuse::install_invalidator(&u, s.notifier());
+                Ok(s)
+            }
             Err(e) => {
                 let _ = rustix::mount::unmount(&mnt, UnmountFlags::DETACH);
                 Err(fail(format!("FUSE handshake: {e}")))
@@ -150,11 +153,13 @@ fn mount_session(
             SessionACL::Owner
         };
         cfg.mount_options = mo;
-        Session::new(fs, &mnt, &cfg).map_err(|e| {
+        let s = Session::new(fs, &mnt, &cfg).map_err(|e| {
             fail(format!(
                 "{e} (is /dev/fuse readable and writable, mode 0666?)"
             ))
-        })
+        })?;
+        crate::fuse::install_invalidator(&u, s.notifier());
+        Ok(s)
     }
 }
 

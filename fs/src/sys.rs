@@ -53,9 +53,16 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, attr_set: u64) -> io::Result<()> {
         propagation: u64,
         userns_fd: u64,
     }
+    // The atime mode is a 3-bit field: setting one mode requires clearing the field
+    // (mount_setattr(2): MOUNT_ATTR__ATIME "must be specified in attr_clr").
+    let attr_clr = if attr_set & MOUNT_ATTR__ATIME != 0 {
+        MOUNT_ATTR__ATIME
+    } else {
+        0
+    };
     let attr = MountAttr {
         attr_set,
-        attr_clr: 0,
+        attr_clr,
         propagation: 0,
         userns_fd: 0,
     };
@@ -80,5 +87,7 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, attr_set: u64) -> io::Result<()> {
 
 /// `MOUNT_ATTR_RDONLY` from include/uapi/linux/mount.h.
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// `MOUNT_ATTR__ATIME`, the atime-mode field, from include/uapi/linux/mount.h.
+pub const MOUNT_ATTR__ATIME: u64 = 0x70;
 /// `MOUNT_ATTR_NOATIME` from include/uapi/linux/mount.h.
 pub const MOUNT_ATTR_NOATIME: u64 = 0x10;

@@ -1,6 +1,7 @@
 //! Attributes as the union shows them, and getattr/setattr.
 
 use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat, Timestamps};
@@ -156,7 +157,15 @@ impl Union {
 
     /// chmod, chown, truncate and utimes, after a copy-up.
     pub fn setattr(&self, _ctx: Ctx, ino: Ino, fh: Option<u64>, set: SetAttr) -> Result<Attr> {
-        let node = self.ensure_upper(ino)?;
+        let node = self.node(ino)?;
+        if node.st.read().unlinked {
+            if !self.pinned_is_upper(&node) {
+                // A removed lower file cannot be changed: its data lives in a read-only layer.
+                return Err(Error::new("setattr of removed lower file", Errno::NOENT));
+            }
+        } else {
+            self.ensure_upper(ino)?;
+        }
         let handle = fh.and_then(|fh| self.handle(fh).ok()).filter(|h| h.upper);
         let st = node.state();
         let uid = set.uid.map(|u| self.store_uid(u)).transpose()?;
@@ -168,42 +177,40 @@ impl Union {
         let want_times = set.atime.is_some() || set.mtime.is_some();
 
         if st.unlinked || handle.is_some() {
-            // Work on the open file itself: it may have no name any more.
-            let fd = match &handle {
-                Some(h) => h.fd.try_clone().op("dup")?,
-                None => {
-                    let p = node
-                        .pinned
-                        .lock()
-                        .clone()
-                        .ok_or(Error::new("setattr", Errno::NOENT))?;
-                    rfs::openat(
-                        rfs::CWD,
-                        OsStr::from_bytes(&Self::proc_path(&*p, OsStr::new("."))),
-                        OFlags::RDWR | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .op("reopen")?
-                }
+            // Work on the object itself: it may have no name any more. A handle's fd is a
+            // regular file opened read-write; otherwise the pinned O_PATH fd is used through
+            // its /proc/self/fd link, which names that exact inode (a directory or fifo too).
+            let pinned = node.pinned.lock().clone();
+            let obj: &OwnedFd = match (&handle, &pinned) {
+                (Some(h), _) => &h.fd,
+                (None, Some(p)) => p,
+                (None, None) => return Err(Error::new("setattr", Errno::NOENT)),
             };
+            let path = Self::proc_path(obj, OsStr::new("."));
+            let path = OsStr::from_bytes(&path);
             if let Some(size) = set.size {
-                rfs::ftruncate(&fd, size).op("truncate")?;
+                match &handle {
+                    Some(h) => rfs::ftruncate(&h.fd, size).op("truncate")?,
+                    None => {
+                        let f = rfs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+                            .op("open for truncate")?;
+                        rfs::ftruncate(&f, size).op("truncate")?;
+                    }
+                }
             }
             if uid.is_some() || gid.is_some() {
-                rfs::fchown(
-                    &fd,
-                    uid.map(rfs::Uid::from_raw),
-                    gid.map(rfs::Gid::from_raw),
-                )
-                .op("chown")?;
+                let (u, g) = (uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw));
+                rfs::chownat(obj, "", u, g, AtFlags::EMPTY_PATH).op("chown")?;
             }
             if let Some(m) = set.mode {
-                rfs::fchmod(&fd, Mode::from_raw_mode(m & 0o7777)).op("chmod")?;
+                if st.kind != FileType::Symlink {
+                    rfs::chmod(path, Mode::from_raw_mode(m & 0o7777)).op("chmod")?;
+                }
             }
             if want_times {
-                rfs::futimens(&fd, &times).op("utimes")?;
+                rfs::utimensat(rfs::CWD, path, &times, AtFlags::empty()).op("utimes")?;
             }
-            let s = rfs::fstat(&fd).op("fstat")?;
+            let s = rfs::fstat(obj).op("fstat")?;
             return Ok(self.attr_of(&node, &s, 1));
         }
 

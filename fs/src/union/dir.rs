@@ -173,12 +173,8 @@ impl Union {
                 .op("mknod")
                 .map(|()| None),
             NewKind::File(flags) => {
-                let keep = *flags
-                    & (OFlags::RWMODE
-                        | OFlags::APPEND
-                        | OFlags::SYNC
-                        | OFlags::DSYNC
-                        | OFlags::DIRECT);
+                let keep =
+                    *flags & (OFlags::RWMODE | OFlags::APPEND | OFlags::SYNC | OFlags::DSYNC);
                 // Open read-write whatever the caller asked: the kernel may read through a
                 // write-only handle (writeback cache, partial pages).
                 let keep = (keep - OFlags::RWMODE) | OFlags::RDWR;

@@ -44,12 +44,8 @@ impl Union {
             return Err(Error::new("open", Errno::ISDIR));
         }
         let keep = flags
-            & (OFlags::RWMODE
-                | OFlags::APPEND
-                | OFlags::SYNC
-                | OFlags::DSYNC
-                | OFlags::DIRECT
-                | OFlags::TRUNC);
+            & (OFlags::RWMODE | OFlags::APPEND | OFlags::SYNC | OFlags::DSYNC | OFlags::TRUNC);
+        // O_DIRECT stays with the kernel: the daemon's buffers are not aligned for it.
         // Read-write internally, so the kernel may read through a write-only handle.
         let keep = if keep.intersects(OFlags::WRONLY | OFlags::RDWR) {
             (keep - OFlags::RWMODE) | OFlags::RDWR

@@ -125,6 +125,15 @@ pub(crate) struct Found {
     pub dirfd: OwnedFd,
 }
 
+/// The hook that drops the kernel's cached attributes of an inode.
+pub(crate) struct Invalidator(Box<dyn Fn(Ino) + Send + Sync>);
+
+impl std::fmt::Debug for Invalidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Invalidator")
+    }
+}
+
 /// The union filesystem.
 #[derive(Debug)]
 pub struct Union {
@@ -142,6 +151,8 @@ pub struct Union {
     pub(crate) origin_xattr: String,
     /// Per lower layer: inode → paths, for files with more than one link (built on demand).
     pub(crate) links: links::LinkIndex,
+    /// Tells the kernel to drop its cached attributes of an inode (set by the FUSE adapter).
+    pub(crate) invalidator: std::sync::OnceLock<Invalidator>,
     /// Serializes directory copy-ups (metadata only, fast).
     pub(crate) dir_copy_lock: Mutex<()>,
 }
@@ -162,6 +173,7 @@ impl Union {
             origin_xattr,
             links: links::LinkIndex::default(),
             dir_copy_lock: Mutex::new(()),
+            invalidator: std::sync::OnceLock::new(),
         };
         let mut layers = Vec::new();
         for id in u.stack.all() {
@@ -186,6 +198,18 @@ impl Union {
         };
         u.nodes.insert(ROOT, Arc::new(root));
         Ok(u)
+    }
+
+    /// Installs the hook that drops the kernel's cached attributes of an inode. The daemon
+    /// changes an attribute behind the kernel's back only in copy-up (a parent's ctime).
+    pub fn set_invalidator(&self, f: Box<dyn Fn(Ino) + Send + Sync>) {
+        let _ = self.invalidator.set(Invalidator(f));
+    }
+
+    pub(crate) fn invalidate_attr(&self, ino: Ino) {
+        if let Some(f) = self.invalidator.get() {
+            (f.0)(ino);
+        }
     }
 
     /// The layer stack.
@@ -604,7 +628,17 @@ impl Union {
             let mut st = node.st.write();
             // A removed node whose number came back (a new upper file on a reused inode, or a
             // hard link seen through another name) takes the new location.
-            if st.unlinked || st.kind != kind {
+            // A lookup that resolved the object just before a concurrent unlink (revalidation
+            // LOOKUPs run without the directory lock) must not revive it: the pinned fd keeps
+            // its inode number from being reused while the kernel holds the node.
+            let same_removed = st.unlinked
+                && node.pinned.lock().as_ref().is_some_and(|p| {
+                    rfs::fstat(&**p)
+                        .is_ok_and(|s| (s.st_dev, s.st_ino) == (f.st.st_dev, f.st.st_ino))
+                });
+            if same_removed {
+                // keep it removed and pinned
+            } else if st.unlinked || st.kind != kind {
                 *st = fresh();
                 *node.pinned.lock() = None;
                 *node.listing.lock() = None;

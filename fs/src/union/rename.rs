@@ -124,12 +124,13 @@ impl Union {
         } else {
             if let Some(d) = &dst {
                 let dino = dst_ino.unwrap_or_default();
+                // Pin the replaced object first, while the name still leads to it.
+                self.pin_removed(dino, newparent, newname, d);
                 if dst_dir && self.is_upper(d.layers[0]) {
                     // The target directory is empty in the union, but its upper copy may hold
                     // whiteouts: clear it, leaving a whiteout if lower layers have it.
                     self.remove_upper(&dst_up, newname, true, dst_has_lower)?;
                 }
-                self.pin_removed(dino, newparent, newname, d);
             }
             if src_dir && dst_has_lower {
                 self.set_opaque(&src_up, name)?;
