@@ -138,8 +138,31 @@ impl Union {
             return Ok((s, st.layers.len()));
         }
         let dfd = self.parent_fd(&st, l)?;
-        let s = rfs::statat(&dfd, &st.name, AtFlags::SYMLINK_NOFOLLOW).op("stat")?;
-        Ok((s, st.layers.len()))
+        match rfs::statat(&dfd, &st.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(s) if self.is_node_object(node, l, &s, || self.read_origin(&dfd, &st.name)) => {
+                Ok((s, st.layers.len()))
+            }
+            // The name changed under us (GETATTR is not serialized with unlink and rename of
+            // the name): if the node was removed meanwhile, its pinned fd has the answer.
+            _ => match node.pinned.lock().clone() {
+                Some(p) if node.st.read().unlinked => {
+                    Ok((rfs::fstat(&*p).op("fstat")?, st.layers.len()))
+                }
+                _ => Err(Error::new("stat: object replaced", Errno::NOENT)),
+            },
+        }
+    }
+
+    /// True when stat `s` (found in layer `l`) is node `node`'s object: its inode number, or
+    /// for an upper object its recorded origin, is the node's.
+    pub(crate) fn is_node_object(
+        &self,
+        node: &Node,
+        l: super::LayerId,
+        s: &Stat,
+        origin: impl FnOnce() -> Option<Ino>,
+    ) -> bool {
+        self.tagged(l, s.st_ino) == node.ino || (self.is_upper(l) && origin() == Some(node.ino))
     }
 
     /// `stat` of `ino`; with `fh`, of the open file (so an unlinked open file stays usable).

@@ -73,13 +73,48 @@ impl Union {
             if !upper && !self.stack.layers[l as usize].kernel_ro {
                 fl |= OFlags::NOATIME;
             }
-            match rfs::openat(&dfd, &st.name, fl, Mode::empty()) {
+            let opened = match rfs::openat(&dfd, &st.name, fl, Mode::empty()) {
                 Err(Errno::PERM) if fl.contains(OFlags::NOATIME) => {
                     rfs::openat(&dfd, &st.name, fl - OFlags::NOATIME, Mode::empty())
                 }
                 r => r,
+            };
+            // OPEN is not serialized with unlink/rename of the name: make sure the object
+            // opened is this node's, else use the pinned fd of the removed node.
+            let ok = opened
+                .as_ref()
+                .ok()
+                .and_then(|fd| rfs::fstat(fd).ok())
+                .filter(|s| {
+                    self.is_node_object(&node, l, s, || {
+                        let mut buf = [0u8; 8];
+                        let fd = opened.as_ref().ok()?;
+                        match rfs::fgetxattr(fd, self.origin_xattr.as_str(), &mut buf[..]) {
+                            Ok(8) => Some(u64::from_le_bytes(buf)),
+                            _ => None,
+                        }
+                    })
+                });
+            match (opened, ok) {
+                (Ok(fd), Some(_)) => fd,
+                (r, _) => match node.pinned.lock().clone() {
+                    Some(p) if node.st.read().unlinked => {
+                        let path = Self::proc_path(&*p, OsStr::new("."));
+                        rfs::open(
+                            OsStr::from_bytes(&path),
+                            keep | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .op("reopen")?
+                    }
+                    _ => {
+                        // Not a failure of the object itself: its name now holds something
+                        // else (or nothing), which to the caller is a vanished name.
+                        drop(r);
+                        return Err(Error::new("open: object replaced", Errno::NOENT));
+                    }
+                },
             }
-            .op("open")?
         };
         Ok(self.new_fh(Handle { fd, ino, upper }))
     }

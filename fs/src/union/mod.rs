@@ -388,7 +388,7 @@ impl Union {
         }
     }
 
-    fn read_origin(&self, dirfd: &OwnedFd, name: &OsStr) -> Option<Ino> {
+    pub(crate) fn read_origin(&self, dirfd: &OwnedFd, name: &OsStr) -> Option<Ino> {
         let p = Self::proc_path(dirfd, name);
         let mut buf = [0u8; 8];
         match rfs::lgetxattr(
