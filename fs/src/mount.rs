@@ -31,6 +31,7 @@ pub fn build_union(opts: &MountOptions) -> Result<Arc<Union>, SetupError> {
         gid_map: opts.gid_map.clone(),
         squash_uid: opts.squash_uid,
         squash_gid: opts.squash_gid,
+        xattr_permissions: opts.xattr_permissions,
     };
     let u = Union::new(stack, cfg).map_err(|e| SetupError::Mount {
         path: PathBuf::new(),

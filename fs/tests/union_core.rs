@@ -419,3 +419,66 @@ fn nlink_counts_only_visible_names_and_copy_up_keeps_the_link() {
     assert_eq!(lookup(&u2, "a/one").unwrap(), two);
     assert_eq!(u2.getattr(two, None).unwrap().nlink, 2);
 }
+
+#[test]
+fn xattr_permissions_2_reads_and_writes_override_stat() {
+    let t = Layers::new(1);
+    write(&t.lower(0).join("f"), "x");
+    fs::set_permissions(t.lower(0).join("f"), fs::Permissions::from_mode(0o600)).unwrap();
+    // What containers-storage's force_mask records: the real owner and mode.
+    if rustix::fs::setxattr(
+        t.lower(0).join("f"),
+        "user.containers.override_stat",
+        b"0:0:0100755",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_err()
+    {
+        eprintln!("SKIP xattr_permissions: user xattrs not supported here");
+        return;
+    }
+    let u = t.union(1, ",xattr_permissions=2");
+    let f = lookup(&u, "f").unwrap();
+    let a = u.getattr(f, None).unwrap();
+    assert_eq!((a.mode & 0o7777, a.uid, a.gid), (0o755, 0, 0));
+    // The override is never shown as an xattr.
+    assert!(u
+        .getxattr(f, OsStr::new("user.containers.override_stat"))
+        .is_err());
+    assert!(!String::from_utf8_lossy(&u.listxattr(f).unwrap()).contains("override_stat"));
+    // chmod/chown go to the override (after copy-up); the real mode stays as the daemon made it.
+    let set = strata_fs::union::SetAttr {
+        mode: Some(0o4711),
+        uid: Some(1234),
+        gid: Some(5678),
+        ..Default::default()
+    };
+    let a = u.setattr(ctx(), f, None, set).unwrap();
+    assert_eq!((a.mode & 0o7777, a.uid, a.gid), (0o4711, 1234, 5678));
+    assert_eq!(
+        fs::metadata(t.upper().join("f")).unwrap().mode() & 0o7777,
+        0o600
+    );
+    let v = rustix::fs::getxattr(
+        t.upper().join("f"),
+        "user.containers.override_stat",
+        &mut [0u8; 64][..],
+    )
+    .unwrap();
+    assert!(v > 0);
+    // New files record the caller in the override.
+    let (a, _) = u
+        .create(
+            Ctx { uid: 77, gid: 88 },
+            ROOT,
+            OsStr::new("new"),
+            0o640,
+            NewKind::File(OFlags::WRONLY),
+        )
+        .unwrap();
+    assert_eq!((a.mode & 0o7777, a.uid, a.gid), (0o640, 77, 88));
+    // Without the option the xattr is an ordinary one and the real mode shows.
+    let u2 = t.union(1, "");
+    let n = lookup(&u2, "new").unwrap();
+    assert_ne!(u2.getattr(n, None).unwrap().uid, 77);
+}

@@ -104,7 +104,7 @@ impl Union {
         } else {
             st.st_nlink as u32
         };
-        Attr {
+        let mut a = Attr {
             ino: node.ino,
             mode: st.st_mode,
             nlink,
@@ -117,7 +117,35 @@ impl Union {
             atime: (st.st_atime, st.st_atime_nsec as u32),
             mtime: (st.st_mtime, st.st_mtime_nsec as u32),
             ctime: (st.st_ctime, st.st_ctime_nsec as u32),
+        };
+        if self.cfg.xattr_permissions != 0 {
+            if let Some(o) = self
+                .with_node_path(node, |p| self.read_override(p))
+                .flatten()
+            {
+                self.apply_override(&mut a, o);
+            }
         }
+        a
+    }
+
+    /// Runs `f` with a `/proc/self/fd/...` path naming node `node`'s object (for xattr calls);
+    /// the fd behind the path stays open for the call. `None` if it cannot be reached.
+    pub(crate) fn with_node_path<T>(&self, node: &Node, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+        let st = node.state();
+        if st.unlinked {
+            let p = node.pinned.lock().clone()?;
+            return Some(f(&Self::proc_path(&*p, OsStr::new("."))));
+        }
+        let l = *st.layers.first()?;
+        if node.ino == ROOT {
+            return Some(f(&Self::proc_path(
+                &self.stack.layers[l as usize].root,
+                OsStr::new("."),
+            )));
+        }
+        let dfd = self.parent_fd(&st, l).ok()?;
+        Some(f(&Self::proc_path(&dfd, &st.name)))
     }
 
     fn pinned_is_upper(&self, node: &Node) -> bool {
@@ -193,6 +221,8 @@ impl Union {
         let st = node.state();
         let uid = set.uid.map(|u| self.store_uid(u)).transpose()?;
         let gid = set.gid.map(|g| self.store_gid(g)).transpose()?;
+        let ovr = self.override_name().is_some()
+            && (uid.is_some() || gid.is_some() || set.mode.is_some());
         let times = Timestamps {
             last_access: ts(set.atime),
             last_modification: ts(set.mtime),
@@ -221,11 +251,14 @@ impl Union {
                     }
                 }
             }
-            if uid.is_some() || gid.is_some() {
+            if ovr {
+                let s = rfs::fstat(obj).op("fstat")?;
+                self.set_override(path.as_bytes(), &s, uid, gid, set.mode)?;
+            } else if uid.is_some() || gid.is_some() {
                 let (u, g) = (uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw));
                 rfs::chownat(obj, "", u, g, AtFlags::EMPTY_PATH).op("chown")?;
             }
-            if let Some(m) = set.mode {
+            if let (Some(m), false) = (set.mode, ovr) {
                 if st.kind != FileType::Symlink {
                     rfs::chmod(path, Mode::from_raw_mode(m & 0o7777)).op("chmod")?;
                 }
@@ -260,7 +293,10 @@ impl Union {
             .op("open for truncate")?;
             rfs::ftruncate(&f, size).op("truncate")?;
         }
-        if uid.is_some() || gid.is_some() {
+        if ovr {
+            let s = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).op("stat")?;
+            self.set_override(&Self::proc_path(dir, name), &s, uid, gid, set.mode)?;
+        } else if uid.is_some() || gid.is_some() {
             rfs::chownat(
                 dir,
                 name,
@@ -270,7 +306,7 @@ impl Union {
             )
             .op("chown")?;
         }
-        if let Some(m) = set.mode {
+        if let (Some(m), false) = (set.mode, ovr) {
             if st.kind != FileType::Symlink {
                 self.chmod_at(dir, name, m)?;
             }
@@ -280,6 +316,30 @@ impl Union {
         }
         let s = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).op("stat")?;
         Ok(self.attr_of(&node, &s, st.layers.len()))
+    }
+
+    /// Records a chown/chmod in the override xattr instead of the inode (`xattr_permissions`).
+    fn set_override(
+        &self,
+        path: &[u8],
+        s: &Stat,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+    ) -> Result<()> {
+        let cur = self
+            .read_override(path)
+            .unwrap_or(super::override_stat::Override {
+                uid: s.st_uid,
+                gid: s.st_gid,
+                perm: s.st_mode & 0o7777,
+            });
+        let new = super::override_stat::Override {
+            uid: uid.unwrap_or(cur.uid),
+            gid: gid.unwrap_or(cur.gid),
+            perm: mode.map(|m| m & 0o7777).unwrap_or(cur.perm),
+        };
+        self.write_override(path, new)
     }
 
     /// chmod of `name` in `dir` without following a symlink: open it `O_PATH|O_NOFOLLOW`, then

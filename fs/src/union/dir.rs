@@ -99,17 +99,20 @@ impl Union {
         };
         let file = self.make(dir, at, &kind, perm)?;
         let finish = || -> Result<()> {
-            rfs::chownat(
-                dir,
-                at,
-                Some(rfs::Uid::from_raw(uid)),
-                Some(rfs::Gid::from_raw(gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .op("create: chown")?;
-            if perm & (libc::S_ISUID | libc::S_ISGID) != 0 && !matches!(kind, NewKind::Symlink(_)) {
-                // chown cleared setuid/setgid; put back what the caller asked for.
-                self.chmod_at(dir, at, perm)?;
+            if self.override_name().is_some() {
+                // xattr_permissions: the owner the caller sees lives in the override xattr.
+                let o = super::override_stat::Override { uid, gid, perm };
+                self.write_override(&Self::proc_path(dir, at), o)?;
+            } else {
+                let owner = (Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)));
+                rfs::chownat(dir, at, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
+                    .op("create: chown")?;
+                if perm & (libc::S_ISUID | libc::S_ISGID) != 0
+                    && !matches!(kind, NewKind::Symlink(_))
+                {
+                    // chown cleared setuid/setgid; put back what the caller asked for.
+                    self.chmod_at(dir, at, perm)?;
+                }
             }
             if is_dir && slot != Slot::Free {
                 self.set_opaque(dir, at)?;

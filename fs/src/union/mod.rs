@@ -12,6 +12,7 @@ mod dir;
 mod file;
 mod links;
 mod listing;
+mod override_stat;
 mod rename;
 mod xattr;
 
@@ -66,6 +67,10 @@ pub struct Config {
     pub squash_uid: Option<u32>,
     /// Show every file as owned by this gid.
     pub squash_gid: Option<u32>,
+    /// `xattr_permissions=`: 0 off; 1 keeps owner and mode overrides in
+    /// `security.fuseoverlayfs.override_stat`; 2 in `user.containers.override_stat` (what
+    /// containers-storage's `force_mask` writes).
+    pub xattr_permissions: u8,
 }
 
 /// Where a node is and what supplies it.

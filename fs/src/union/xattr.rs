@@ -35,9 +35,16 @@ impl Union {
         f(OsStr::from_bytes(&Self::proc_path(&dfd, &st.name)))
     }
 
+    /// True for xattrs the union keeps to itself: overlay bookkeeping, and the ownership
+    /// override when `xattr_permissions` is on.
+    fn hidden(&self, name: &[u8]) -> bool {
+        whiteout::is_private_xattr(name)
+            || self.override_name().is_some_and(|o| o.as_bytes() == name)
+    }
+
     /// getxattr(2).
     pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
-        if whiteout::is_private_xattr(name.as_bytes()) {
+        if self.hidden(name.as_bytes()) {
             return Err(Error::new("getxattr", Errno::NODATA));
         }
         self.with_path(ino, |p| get_xattr(p, name).op("getxattr"))
@@ -48,7 +55,7 @@ impl Union {
         let all = self.with_path(ino, |p| list_xattrs(p).op("listxattr"))?;
         let mut out = Vec::with_capacity(all.len());
         for x in all.split(|b| *b == 0).filter(|x| !x.is_empty()) {
-            if !whiteout::is_private_xattr(x) {
+            if !self.hidden(x) {
                 out.extend_from_slice(x);
                 out.push(0);
             }
@@ -58,7 +65,7 @@ impl Union {
 
     /// setxattr(2), after a copy-up.
     pub fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
-        if whiteout::is_private_xattr(name.as_bytes()) {
+        if self.hidden(name.as_bytes()) {
             return Err(Error::new("setxattr: overlay private name", Errno::PERM));
         }
         self.ensure_upper(ino)?;
@@ -68,7 +75,7 @@ impl Union {
 
     /// removexattr(2), after a copy-up.
     pub fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
-        if whiteout::is_private_xattr(name.as_bytes()) {
+        if self.hidden(name.as_bytes()) {
             return Err(Error::new("removexattr: overlay private name", Errno::PERM));
         }
         self.ensure_upper(ino)?;

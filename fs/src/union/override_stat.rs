@@ -1,0 +1,123 @@
+//! `xattr_permissions=1|2`: ownership and mode kept in an xattr instead of the inode, so a
+//! rootless daemon can show (and change) owners it could not set for real, and
+//! containers-storage's `force_mask` layers show their recorded modes. The value is
+//! `UID:GID:MODE` with MODE in octal, possibly with type bits (`0:0:0100755`) and further
+//! fields, which are ignored.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs as rfs;
+
+use super::{Attr, Union};
+
+/// An owner-and-mode override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Override {
+    pub uid: u32,
+    pub gid: u32,
+    pub perm: u32,
+}
+
+impl Override {
+    pub(crate) fn parse(v: &[u8]) -> Option<Self> {
+        let s = std::str::from_utf8(v).ok()?.trim_end_matches('\0');
+        let mut it = s.split(':');
+        let uid = it.next()?.parse().ok()?;
+        let gid = it.next()?.parse().ok()?;
+        let mode = u32::from_str_radix(it.next()?, 8).ok()?;
+        Some(Override {
+            uid,
+            gid,
+            perm: mode & 0o7777,
+        })
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        format!("{}:{}:{:04o}", self.uid, self.gid, self.perm)
+    }
+}
+
+impl Union {
+    /// The override xattr's name, when the option is on.
+    pub(crate) fn override_name(&self) -> Option<&'static str> {
+        match self.cfg.xattr_permissions {
+            1 => Some("security.fuseoverlayfs.override_stat"),
+            2 => Some("user.containers.override_stat"),
+            _ => None,
+        }
+    }
+
+    /// Reads the override of the object at `path` (a `/proc/self/fd/DIR/NAME` path).
+    pub(crate) fn read_override(&self, path: &[u8]) -> Option<Override> {
+        let name = self.override_name()?;
+        let mut buf = [0u8; 128];
+        let n = rfs::lgetxattr(OsStr::from_bytes(path), name, &mut buf[..]).ok()?;
+        Override::parse(&buf[..n])
+    }
+
+    /// Writes an override for the object at `path`.
+    pub(crate) fn write_override(&self, path: &[u8], o: Override) -> crate::error::Result<()> {
+        use crate::error::Op;
+        let Some(name) = self.override_name() else {
+            return Ok(());
+        };
+        rfs::lsetxattr(
+            OsStr::from_bytes(path),
+            name,
+            o.encode().as_bytes(),
+            rfs::XattrFlags::empty(),
+        )
+        .op("write override_stat")
+    }
+
+    /// Applies an override (host ids) to attributes already mapped for the caller.
+    pub(crate) fn apply_override(&self, a: &mut Attr, o: Override) {
+        a.uid = self.show_uid(o.uid);
+        a.gid = self.show_gid(o.gid);
+        a.mode = (a.mode & !0o7777) | o.perm;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_containers_storage_and_fuse_overlayfs_write() {
+        assert_eq!(
+            Override::parse(b"0:0:0555"),
+            Some(Override {
+                uid: 0,
+                gid: 0,
+                perm: 0o555
+            })
+        );
+        assert_eq!(
+            Override::parse(b"1000:100:0100755"),
+            Some(Override {
+                uid: 1000,
+                gid: 100,
+                perm: 0o755
+            })
+        );
+        assert_eq!(
+            Override::parse(b"1:2:4755:file"),
+            Some(Override {
+                uid: 1,
+                gid: 2,
+                perm: 0o4755
+            })
+        );
+        assert_eq!(Override::parse(b"junk"), None);
+        assert_eq!(
+            Override {
+                uid: 1,
+                gid: 2,
+                perm: 0o640
+            }
+            .encode(),
+            "1:2:0640"
+        );
+    }
+}
