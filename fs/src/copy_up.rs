@@ -406,7 +406,18 @@ fn copy_owner(work: &OwnedFd, tmp: &OsStr, src: &Stat) -> Result<()> {
 
 /// Puts back the atime and mtime of directory `dir` (an `O_PATH` fd) from `st`.
 pub(crate) fn restore_times(dir: &OwnedFd, st: &Stat) {
-    let times = Timestamps {
+    let p = Union::proc_path(dir, OsStr::new("."));
+    let _ = rfs::utimensat(
+        rfs::CWD,
+        OsStr::from_bytes(&p),
+        &stat_times(st),
+        AtFlags::empty(),
+    );
+}
+
+/// The atime and mtime of `st`, for utimensat.
+fn stat_times(st: &Stat) -> Timestamps {
+    Timestamps {
         last_access: rfs::Timespec {
             tv_sec: st.st_atime,
             tv_nsec: st.st_atime_nsec as _,
@@ -415,38 +426,13 @@ pub(crate) fn restore_times(dir: &OwnedFd, st: &Stat) {
             tv_sec: st.st_mtime,
             tv_nsec: st.st_mtime_nsec as _,
         },
-    };
-    let p = Union::proc_path(dir, OsStr::new("."));
-    let _ = rfs::utimensat(rfs::CWD, OsStr::from_bytes(&p), &times, AtFlags::empty());
+    }
 }
 
 /// Mode (after chown, which clears setuid/setgid), then times, last.
 fn copy_mode_times(work: &OwnedFd, tmp: &OsStr, src: &Stat) -> Result<()> {
-    let kind = FileType::from_raw_mode(src.st_mode);
-    if kind != FileType::Symlink {
-        let fd = rfs::openat(
-            work,
-            tmp,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .op("copy-up: open")?;
-        let p = Union::proc_path(&fd, OsStr::new("."));
-        rfs::chmod(
-            OsStr::from_bytes(&p),
-            Mode::from_raw_mode(src.st_mode & 0o7777),
-        )
-        .op("copy-up: chmod")?;
+    if FileType::from_raw_mode(src.st_mode) != FileType::Symlink {
+        Union::chmod_at(work, tmp, src.st_mode)?;
     }
-    let times = Timestamps {
-        last_access: rfs::Timespec {
-            tv_sec: src.st_atime,
-            tv_nsec: src.st_atime_nsec as _,
-        },
-        last_modification: rfs::Timespec {
-            tv_sec: src.st_mtime,
-            tv_nsec: src.st_mtime_nsec as _,
-        },
-    };
-    rfs::utimensat(work, tmp, &times, AtFlags::SYMLINK_NOFOLLOW).op("copy-up: utimes")
+    rfs::utimensat(work, tmp, &stat_times(src), AtFlags::SYMLINK_NOFOLLOW).op("copy-up: utimes")
 }

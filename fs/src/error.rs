@@ -70,6 +70,20 @@ pub(crate) fn is_unsupported(e: Errno) -> bool {
     )
 }
 
+/// Checks that `path` is an existing directory; the message says what is wrong.
+pub(crate) fn require_dir(
+    path: &std::path::Path,
+) -> std::result::Result<std::fs::Metadata, String> {
+    let md = std::fs::metadata(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => "does not exist".to_string(),
+        _ => e.to_string(),
+    })?;
+    if !md.is_dir() {
+        return Err("is not a directory".into());
+    }
+    Ok(md)
+}
+
 /// Errors met while setting up a mount. Each names what was wrong.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

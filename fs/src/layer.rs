@@ -148,15 +148,7 @@ fn open_dir(
         path: path.to_path_buf(),
         why,
     };
-    let md = std::fs::metadata(path).map_err(|e| {
-        err(match e.raw_os_error() {
-            Some(libc::ENOENT) => "does not exist".into(),
-            _ => e.to_string(),
-        })
-    })?;
-    if !md.is_dir() {
-        return Err(err("is not a directory".into()));
-    }
+    let md = crate::error::require_dir(path).map_err(err)?;
     // Opening for reading proves the daemon can list it; an O_PATH fd alone would not.
     rfs::open(
         path,

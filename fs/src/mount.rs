@@ -45,15 +45,7 @@ fn check_mountpoint(mnt: &Path) -> Result<PathBuf, SetupError> {
         path: mnt.to_path_buf(),
         why,
     };
-    let md = std::fs::metadata(mnt).map_err(|e| {
-        err(match e.raw_os_error() {
-            Some(libc::ENOENT) => "does not exist".into(),
-            _ => e.to_string(),
-        })
-    })?;
-    if !md.is_dir() {
-        return Err(err("is not a directory".into()));
-    }
+    crate::error::require_dir(mnt).map_err(err)?;
     std::fs::canonicalize(mnt).map_err(|e| err(e.to_string()))
 }
 

@@ -308,7 +308,7 @@ impl Union {
         }
         if let (Some(m), false) = (set.mode, ovr) {
             if st.kind != FileType::Symlink {
-                self.chmod_at(dir, name, m)?;
+                Self::chmod_at(dir, name, m)?;
             }
         }
         if want_times {
@@ -344,12 +344,7 @@ impl Union {
 
     /// chmod of `name` in `dir` without following a symlink: open it `O_PATH|O_NOFOLLOW`, then
     /// chmod through its `/proc/self/fd` link, which names that exact inode.
-    pub(crate) fn chmod_at(
-        &self,
-        dir: &std::os::fd::OwnedFd,
-        name: &OsStr,
-        mode: u32,
-    ) -> Result<()> {
+    pub(crate) fn chmod_at(dir: &std::os::fd::OwnedFd, name: &OsStr, mode: u32) -> Result<()> {
         let fd = rfs::openat(
             dir,
             name,

@@ -111,7 +111,7 @@ impl Union {
                     && !matches!(kind, NewKind::Symlink(_))
                 {
                     // chown cleared setuid/setgid; put back what the caller asked for.
-                    self.chmod_at(dir, at, perm)?;
+                    Self::chmod_at(dir, at, perm)?;
                 }
             }
             if is_dir && slot != Slot::Free {

@@ -1,6 +1,7 @@
 //! Open files: open, read, write, fsync, fallocate, lseek, copy_file_range; readlink; statfs.
 
 use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{self as rfs, FallocateFlags, FileType, Mode, OFlags, SeekFrom};
@@ -60,13 +61,7 @@ impl Union {
                 .lock()
                 .clone()
                 .ok_or(Error::new("open", Errno::NOENT))?;
-            let path = Self::proc_path(&*p, OsStr::new("."));
-            rfs::open(
-                OsStr::from_bytes(&path),
-                keep | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .op("reopen")?
+            Self::reopen(&p, keep)?
         } else {
             let dfd = self.parent_fd(&st, l)?;
             let mut fl = keep | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -98,15 +93,7 @@ impl Union {
             match (opened, ok) {
                 (Ok(fd), Some(_)) => fd,
                 (r, _) => match node.pinned.lock().clone() {
-                    Some(p) if node.st.read().unlinked => {
-                        let path = Self::proc_path(&*p, OsStr::new("."));
-                        rfs::open(
-                            OsStr::from_bytes(&path),
-                            keep | OFlags::CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .op("reopen")?
-                    }
+                    Some(p) if node.st.read().unlinked => Self::reopen(&p, keep)?,
                     _ => {
                         // Not a failure of the object itself: its name now holds something
                         // else (or nothing), which to the caller is a vanished name.
@@ -117,6 +104,17 @@ impl Union {
             }
         };
         Ok(self.new_fh(Handle { fd, ino, upper }))
+    }
+
+    /// Opens the object behind an `O_PATH` fd (a removed node's pin) with `flags`.
+    fn reopen(pinned: &OwnedFd, flags: OFlags) -> Result<OwnedFd> {
+        let path = Self::proc_path(pinned, OsStr::new("."));
+        rfs::open(
+            OsStr::from_bytes(&path),
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .op("reopen")
     }
 
     /// Closes handle `fh`.
