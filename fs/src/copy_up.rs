@@ -80,6 +80,7 @@ pub(crate) fn copy_up(u: &Union, node: &Arc<Node>) -> Result<()> {
     }
     let mut w = node.st.write();
     w.layers = vec![UPPER];
+    *node.xattr_names.lock() = None;
     Ok(())
 }
 

@@ -217,6 +217,8 @@ impl Union {
         } else {
             self.ensure_upper(ino)?;
         }
+        // chown drops security.capability on the backing file: forget the cached names.
+        self.xattrs_changed(ino);
         let handle = fh.and_then(|fh| self.handle(fh).ok()).filter(|h| h.upper);
         let st = node.state();
         let uid = set.uid.map(|u| self.store_uid(u)).transpose()?;

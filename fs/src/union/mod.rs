@@ -102,6 +102,10 @@ pub(crate) struct Node {
     pub listing: Mutex<Option<Arc<Listing>>>,
     /// An `O_PATH` fd kept once the node is unlinked, so open fds and fstat keep working.
     pub pinned: Mutex<Option<Arc<OwnedFd>>>,
+    /// The object's xattr names, once listed: `ls -l` asks for ACL and security xattrs of
+    /// every file, and most have none. Exact, because lowers never change and the upper
+    /// changes only through this daemon (dropped on setxattr, removexattr and copy-up).
+    pub xattr_names: Mutex<Option<Arc<Vec<u8>>>>,
 }
 
 impl Node {
@@ -200,6 +204,7 @@ impl Union {
             copy_lock: Mutex::new(()),
             listing: Mutex::new(None),
             pinned: Mutex::new(None),
+            xattr_names: Mutex::new(None),
         };
         u.nodes.insert(ROOT, Arc::new(root));
         Ok(u)
@@ -624,6 +629,7 @@ impl Union {
                 copy_lock: Mutex::new(()),
                 listing: Mutex::new(None),
                 pinned: Mutex::new(None),
+                xattr_names: Mutex::new(None),
             })
         });
         let node = entry.clone();
@@ -647,6 +653,7 @@ impl Union {
                 *st = fresh();
                 *node.pinned.lock() = None;
                 *node.listing.lock() = None;
+                *node.xattr_names.lock() = None;
             } else if st.layers != f.layers && (st.parent, st.name.as_os_str()) == (parent, name) {
                 st.layers = f.layers.clone();
             }

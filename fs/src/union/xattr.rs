@@ -42,17 +42,39 @@ impl Union {
             || self.override_name().is_some_and(|o| o.as_bytes() == name)
     }
 
+    /// The raw xattr names of `ino`'s object, cached in the node.
+    fn names(&self, ino: Ino) -> Result<std::sync::Arc<Vec<u8>>> {
+        let node = self.node(ino)?;
+        if let Some(n) = node.xattr_names.lock().clone() {
+            return Ok(n);
+        }
+        let names = std::sync::Arc::new(self.with_path(ino, |p| list_xattrs(p).op("listxattr"))?);
+        *node.xattr_names.lock() = Some(names.clone());
+        Ok(names)
+    }
+
+    pub(crate) fn xattrs_changed(&self, ino: Ino) {
+        if let Some(n) = self.nodes.get(&ino) {
+            *n.xattr_names.lock() = None;
+        }
+    }
+
     /// getxattr(2).
     pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
         if self.hidden(name.as_bytes()) {
             return Err(Error::new("getxattr", Errno::NODATA));
+        }
+        if let Ok(names) = self.names(ino) {
+            if !names.split(|b| *b == 0).any(|n| n == name.as_bytes()) {
+                return Err(Error::new("getxattr", Errno::NODATA));
+            }
         }
         self.with_path(ino, |p| get_xattr(p, name).op("getxattr"))
     }
 
     /// listxattr(2): NUL-separated names.
     pub fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
-        let all = self.with_path(ino, |p| list_xattrs(p).op("listxattr"))?;
+        let all = self.names(ino)?;
         let mut out = Vec::with_capacity(all.len());
         for x in all.split(|b| *b == 0).filter(|x| !x.is_empty()) {
             if !self.hidden(x) {
@@ -69,6 +91,7 @@ impl Union {
             return Err(Error::new("setxattr: overlay private name", Errno::PERM));
         }
         self.ensure_upper(ino)?;
+        self.xattrs_changed(ino);
         let fl = XattrFlags::from_bits_retain(flags as u32);
         self.with_path(ino, |p| rfs::lsetxattr(p, name, value, fl).op("setxattr"))
     }
@@ -79,6 +102,7 @@ impl Union {
             return Err(Error::new("removexattr: overlay private name", Errno::PERM));
         }
         self.ensure_upper(ino)?;
+        self.xattrs_changed(ino);
         self.with_path(ino, |p| rfs::lremovexattr(p, name).op("removexattr"))
     }
 }
