@@ -124,10 +124,10 @@ impl Filesystem for StrataFs {
         let want = InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
-            // The kernel keeps POSIX ACLs in its inode cache (fs/fuse/acl.c) and checks them
-            // itself: `ls -l` then costs no GETXATTR round trip per file.
-            | InitFlags::FUSE_POSIX_ACL;
+            | InitFlags::FUSE_READDIRPLUS_AUTO;
+        // Not FUSE_POSIX_ACL yet: it would let the kernel cache ACLs (no GETXATTR per file
+        // for `ls -l`), but under concurrent chmod and replacement of names it produced EIO
+        // (tests/tests/stress.rs, random-operation storm); to be understood first.
         // Not FUSE_ATOMIC_O_TRUNC: with it the daemon truncates inside OPEN, before the kernel
         // checks ETXTBSY, so open(O_TRUNC) of a running binary emptied it (pjdfstest
         // open::etxtbsy). Without it the kernel truncates with SETATTR after its checks.

@@ -632,9 +632,11 @@ impl Union {
                 xattr_names: Mutex::new(None),
             })
         });
+        // Counted while the table shard is locked, so a concurrent FORGET cannot drop the node
+        // (closing its pin) between our taking it and the kernel receiving it.
+        entry.lookups.fetch_add(1, Ordering::AcqRel);
         let node = entry.clone();
         drop(entry);
-        node.lookups.fetch_add(1, Ordering::AcqRel);
         {
             let mut st = node.st.write();
             // A removed node whose number came back (a new upper file on a reused inode, or a
@@ -666,21 +668,13 @@ impl Union {
         if ino == ROOT {
             return;
         }
-        let remove = match self.nodes.get(&ino) {
-            Some(node) => {
-                let prev = node.lookups.fetch_sub(
-                    n.min(node.lookups.load(Ordering::Acquire)),
-                    Ordering::AcqRel,
-                );
-                prev <= n
-            }
-            None => false,
-        };
-        if remove {
-            // Remove only if nobody looked it up again in between.
-            self.nodes
-                .remove_if(&ino, |_, node| node.lookups.load(Ordering::Acquire) == 0);
-        }
+        // Decrement and remove in one step under the shard lock (see `remember`).
+        self.nodes.remove_if(&ino, |_, node| {
+            let cur = node.lookups.load(Ordering::Acquire);
+            let left = cur.saturating_sub(n);
+            node.lookups.store(left, Ordering::Release);
+            left == 0
+        });
     }
 
     /// Drops the cached listing of directory `ino` after a change in it.
