@@ -231,14 +231,19 @@ impl Union {
         };
         let want_times = set.atime.is_some() || set.mtime.is_some();
 
-        if st.unlinked || handle.is_some() {
-            // Work on the object itself: it may have no name any more. A handle's fd is a
-            // regular file opened read-write; otherwise the pinned O_PATH fd is used through
-            // its /proc/self/fd link, which names that exact inode (a directory or fifo too).
-            let pinned = node.pinned.lock().clone();
-            let obj: &OwnedFd = match (&handle, &pinned) {
+        if st.unlinked || handle.is_some() || st.kind != FileType::Symlink {
+            // Work on the object itself, through an fd: it may have no name any more, or its
+            // name may be moving (a directory being renamed is not locked by the kernel while
+            // it is chowned). A handle's fd is a regular file opened read-write; otherwise an
+            // O_PATH fd, verified to be this node's object, is used through its
+            // /proc/self/fd link, which names that exact inode (a directory or fifo too).
+            let fresh = match &handle {
+                Some(_) => None,
+                None => Some(self.node_object_fd(&node)?),
+            };
+            let obj: &OwnedFd = match (&handle, &fresh) {
                 (Some(h), _) => &h.fd,
-                (None, Some(p)) => p,
+                (None, Some(f)) => f,
                 (None, None) => return Err(Error::new("setattr", Errno::NOENT)),
             };
             let path = Self::proc_path(obj, OsStr::new("."));
@@ -255,7 +260,7 @@ impl Union {
             }
             if ovr {
                 let s = rfs::fstat(obj).op("fstat")?;
-                self.set_override(path.as_bytes(), &s, uid, gid, set.mode)?;
+                self.set_override(path.as_bytes(), true, &s, uid, gid, set.mode)?;
             } else if uid.is_some() || gid.is_some() {
                 let (u, g) = (uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw));
                 rfs::chownat(obj, "", u, g, AtFlags::EMPTY_PATH).op("chown")?;
@@ -269,7 +274,12 @@ impl Union {
                 rfs::utimensat(rfs::CWD, path, &times, AtFlags::empty()).op("utimes")?;
             }
             let s = rfs::fstat(obj).op("fstat")?;
-            return Ok(self.attr_of(&node, &s, 1));
+            let nlayers = if handle.is_some() {
+                1
+            } else {
+                node.st.read().layers.len()
+            };
+            return Ok(self.attr_of(&node, &s, nlayers));
         }
 
         let dfd = if ino == ROOT {
@@ -297,7 +307,7 @@ impl Union {
         }
         if ovr {
             let s = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).op("stat")?;
-            self.set_override(&Self::proc_path(dir, name), &s, uid, gid, set.mode)?;
+            self.set_override(&Self::proc_path(dir, name), false, &s, uid, gid, set.mode)?;
         } else if uid.is_some() || gid.is_some() {
             rfs::chownat(
                 dir,
@@ -320,10 +330,55 @@ impl Union {
         Ok(self.attr_of(&node, &s, st.layers.len()))
     }
 
+    /// An `O_PATH` fd on node `node`'s object: the pinned one once removed, else opened by
+    /// name and checked to be this node's (the name may be changing under us), retrying with
+    /// the node's updated location.
+    fn node_object_fd(&self, node: &Node) -> Result<OwnedFd> {
+        for _ in 0..4 {
+            let st = node.state();
+            if st.unlinked {
+                let p = node
+                    .pinned
+                    .lock()
+                    .clone()
+                    .ok_or(Error::new("setattr", Errno::NOENT))?;
+                return p.try_clone().op("dup");
+            }
+            let l = st.layers[0];
+            if node.ino == ROOT {
+                return self.stack.layers[l as usize].root.try_clone().op("dup");
+            }
+            let dfd = self.parent_fd(&st, l)?;
+            let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            if let Ok(fd) = rfs::openat(&dfd, &st.name, flags, Mode::empty()) {
+                if let Ok(s) = rfs::fstat(&fd) {
+                    let origin = || {
+                        let p = Self::proc_path(&fd, OsStr::new("."));
+                        let mut buf = [0u8; 8];
+                        match rfs::getxattr(
+                            OsStr::from_bytes(&p),
+                            self.origin_xattr.as_str(),
+                            &mut buf[..],
+                        ) {
+                            Ok(8) => Some(u64::from_le_bytes(buf)),
+                            _ => None,
+                        }
+                    };
+                    if self.is_node_object(node, l, &s, origin) {
+                        return Ok(fd);
+                    }
+                }
+            }
+            std::thread::yield_now();
+        }
+        Err(Error::new("setattr: object replaced", Errno::NOENT))
+    }
+
     /// Records a chown/chmod in the override xattr instead of the inode (`xattr_permissions`).
     fn set_override(
         &self,
         path: &[u8],
+        follow: bool,
         s: &Stat,
         uid: Option<u32>,
         gid: Option<u32>,
@@ -341,7 +396,7 @@ impl Union {
             gid: gid.unwrap_or(cur.gid),
             perm: mode.map(|m| m & 0o7777).unwrap_or(cur.perm),
         };
-        self.write_override(path, new)
+        self.write_override_at(path, new, follow)
     }
 
     /// chmod of `name` in `dir` without following a symlink: open it `O_PATH|O_NOFOLLOW`, then

@@ -48,27 +48,53 @@ impl Union {
         }
     }
 
-    /// Reads the override of the object at `path` (a `/proc/self/fd/DIR/NAME` path).
-    pub(crate) fn read_override(&self, path: &[u8]) -> Option<Override> {
+    /// Reads the override of the object at `path`: a `/proc/self/fd/DIR/NAME` path, or with
+    /// `follow`, a `/proc/self/fd/FD` path of the object itself (never a symlink).
+    pub(crate) fn read_override_at(&self, path: &[u8], follow: bool) -> Option<Override> {
         let name = self.override_name()?;
         let mut buf = [0u8; 128];
-        let n = rfs::lgetxattr(OsStr::from_bytes(path), name, &mut buf[..]).ok()?;
+        let p = OsStr::from_bytes(path);
+        let n = if follow {
+            rfs::getxattr(p, name, &mut buf[..])
+        } else {
+            rfs::lgetxattr(p, name, &mut buf[..])
+        }
+        .ok()?;
         Override::parse(&buf[..n])
     }
 
-    /// Writes an override for the object at `path`.
-    pub(crate) fn write_override(&self, path: &[u8], o: Override) -> crate::error::Result<()> {
+    /// [`Union::read_override_at`] of a `/proc/self/fd/DIR/NAME` path.
+    pub(crate) fn read_override(&self, path: &[u8]) -> Option<Override> {
+        self.read_override_at(path, false)
+    }
+
+    /// Writes an override for the object at `path` (`follow` as in [`Union::read_override_at`]).
+    pub(crate) fn write_override_at(
+        &self,
+        path: &[u8],
+        o: Override,
+        follow: bool,
+    ) -> crate::error::Result<()> {
         use crate::error::Op;
         let Some(name) = self.override_name() else {
             return Ok(());
         };
-        rfs::lsetxattr(
+        let (p, v, f) = (
             OsStr::from_bytes(path),
-            name,
-            o.encode().as_bytes(),
+            o.encode(),
             rfs::XattrFlags::empty(),
-        )
+        );
+        if follow {
+            rfs::setxattr(p, name, v.as_bytes(), f)
+        } else {
+            rfs::lsetxattr(p, name, v.as_bytes(), f)
+        }
         .op("write override_stat")
+    }
+
+    /// [`Union::write_override_at`] of a `/proc/self/fd/DIR/NAME` path.
+    pub(crate) fn write_override(&self, path: &[u8], o: Override) -> crate::error::Result<()> {
+        self.write_override_at(path, o, false)
     }
 
     /// Applies an override (host ids) to attributes already mapped for the caller.
