@@ -121,6 +121,7 @@ impl Union {
         if self.cfg.xattr_permissions != 0 {
             if let Some(o) = self
                 .with_node_path(node, |p| self.read_override(p))
+                .ok()
                 .flatten()
             {
                 self.apply_override(&mut a, o);
@@ -129,23 +130,27 @@ impl Union {
         a
     }
 
-    /// Runs `f` with a `/proc/self/fd/...` path naming node `node`'s object (for xattr calls);
-    /// the fd behind the path stays open for the call. `None` if it cannot be reached.
-    pub(crate) fn with_node_path<T>(&self, node: &Node, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    /// Runs `f` with a `/proc/self/fd/...` path naming node `node`'s object in its top layer
+    /// (for the `l*xattr` calls); the fd behind the path stays open for the call.
+    pub(crate) fn with_node_path<T>(&self, node: &Node, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
         let st = node.state();
         if st.unlinked {
-            let p = node.pinned.lock().clone()?;
-            return Some(f(&Self::proc_path(&*p, OsStr::new("."))));
+            let p = node
+                .pinned
+                .lock()
+                .clone()
+                .ok_or(Error::new("xattr", Errno::NOENT))?;
+            return Ok(f(&Self::proc_path(&*p, OsStr::new("."))));
         }
-        let l = *st.layers.first()?;
+        let l = st.layers[0];
         if node.ino == ROOT {
-            return Some(f(&Self::proc_path(
+            return Ok(f(&Self::proc_path(
                 &self.stack.layers[l as usize].root,
                 OsStr::new("."),
             )));
         }
-        let dfd = self.parent_fd(&st, l).ok()?;
-        Some(f(&Self::proc_path(&dfd, &st.name)))
+        let dfd = self.parent_fd(&st, l)?;
+        Ok(f(&Self::proc_path(&dfd, &st.name)))
     }
 
     fn pinned_is_upper(&self, node: &Node) -> bool {

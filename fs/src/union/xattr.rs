@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::{self as rfs, XattrFlags};
 use rustix::io::Errno;
 
-use super::{Ino, Union, ROOT};
+use super::{Ino, Union};
 use crate::copy_up::{get_xattr, list_xattrs};
 use crate::error::{Error, Op, Result};
 use crate::whiteout;
@@ -17,22 +17,7 @@ impl Union {
     /// Runs `f` with a path naming node `ino` in its top layer (used with `l*xattr`).
     fn with_path<T>(&self, ino: Ino, f: impl FnOnce(&OsStr) -> Result<T>) -> Result<T> {
         let node = self.node(ino)?;
-        let st = node.state();
-        if st.unlinked {
-            let p = node
-                .pinned
-                .lock()
-                .clone()
-                .ok_or(Error::new("xattr", Errno::NOENT))?;
-            return f(OsStr::from_bytes(&Self::proc_path(&*p, OsStr::new("."))));
-        }
-        let l = st.layers[0];
-        if ino == ROOT {
-            let root = &self.stack.layers[l as usize].root;
-            return f(OsStr::from_bytes(&Self::proc_path(root, OsStr::new("."))));
-        }
-        let dfd = self.parent_fd(&st, l)?;
-        f(OsStr::from_bytes(&Self::proc_path(&dfd, &st.name)))
+        self.with_node_path(&node, |p| f(OsStr::from_bytes(p)))?
     }
 
     /// True for xattrs the union keeps to itself: overlay bookkeeping, and the ownership
