@@ -135,11 +135,7 @@ impl Union {
     pub(crate) fn with_node_path<T>(&self, node: &Node, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
         let st = node.state();
         if st.unlinked {
-            let p = node
-                .pinned
-                .lock()
-                .clone()
-                .ok_or(Error::new("xattr", Errno::NOENT))?;
+            let p = node.pinned_fd("xattr")?;
             return Ok(f(&Self::proc_path(&*p, OsStr::new("."))));
         }
         let l = st.layers[0];
@@ -161,8 +157,7 @@ impl Union {
     pub(crate) fn stat_node(&self, node: &Node) -> Result<(Stat, usize)> {
         let st = node.state();
         if st.unlinked {
-            let pinned = node.pinned.lock().clone();
-            let p = pinned.ok_or(Error::new("stat removed node", Errno::NOENT))?;
+            let p = node.pinned_fd("stat removed node")?;
             return Ok((rfs::fstat(&*p).op("fstat")?, st.layers.len()));
         }
         let l = st.layers[0];
@@ -287,51 +282,21 @@ impl Union {
             return Ok(self.attr_of(&node, &s, nlayers));
         }
 
-        let dfd = if ino == ROOT {
-            None
-        } else {
-            Some(self.parent_fd(&st, super::UPPER)?)
-        };
-        let root = &self.stack.layers[super::UPPER as usize].root;
-        let (dir, name): (&std::os::fd::OwnedFd, &OsStr) = match &dfd {
-            Some(d) => (d, st.name.as_os_str()),
-            None => (root, OsStr::new(".")),
-        };
-        if let Some(size) = set.size {
-            if st.kind == FileType::Directory {
-                return Err(Error::new("truncate", Errno::ISDIR));
-            }
-            let f = rfs::openat(
-                dir,
-                name,
-                OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .op("open for truncate")?;
-            rfs::ftruncate(&f, size).op("truncate")?;
-        }
+        // Only a live symlink is left: chmod and truncate do not apply to it, and an
+        // O_PATH fd cannot chown or stamp it without following, so it is reached by name.
+        let dir = self.parent_fd(&st, super::UPPER)?;
+        let name = st.name.as_os_str();
         if ovr {
-            let s = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).op("stat")?;
-            self.set_override(&Self::proc_path(dir, name), false, &s, uid, gid, set.mode)?;
+            let s = rfs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).op("stat")?;
+            self.set_override(&Self::proc_path(&dir, name), false, &s, uid, gid, set.mode)?;
         } else if uid.is_some() || gid.is_some() {
-            rfs::chownat(
-                dir,
-                name,
-                uid.map(rfs::Uid::from_raw),
-                gid.map(rfs::Gid::from_raw),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .op("chown")?;
-        }
-        if let (Some(m), false) = (set.mode, ovr) {
-            if st.kind != FileType::Symlink {
-                Self::chmod_at(dir, name, m)?;
-            }
+            let (u, g) = (uid.map(rfs::Uid::from_raw), gid.map(rfs::Gid::from_raw));
+            rfs::chownat(&dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW).op("chown")?;
         }
         if want_times {
-            rfs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW).op("utimes")?;
+            rfs::utimensat(&dir, name, &times, AtFlags::SYMLINK_NOFOLLOW).op("utimes")?;
         }
-        let s = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).op("stat")?;
+        let s = rfs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW).op("stat")?;
         Ok(self.attr_of(&node, &s, st.layers.len()))
     }
 
@@ -342,11 +307,7 @@ impl Union {
         for _ in 0..4 {
             let st = node.state();
             if st.unlinked {
-                let p = node
-                    .pinned
-                    .lock()
-                    .clone()
-                    .ok_or(Error::new("setattr", Errno::NOENT))?;
+                let p = node.pinned_fd("setattr")?;
                 return p.try_clone().op("dup");
             }
             let l = st.layers[0];

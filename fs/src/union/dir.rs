@@ -245,11 +245,7 @@ impl Union {
         let updir = self.dir_fd(parent, UPPER)?;
         let slot = self.slot(&updir, name)?;
         let (src_dir, src_name): (OwnedFd, OsString) = if st.unlinked {
-            let p = node
-                .pinned
-                .lock()
-                .clone()
-                .ok_or(Error::new("link", Errno::NOENT))?;
+            let p = node.pinned_fd("link")?;
             (p.try_clone().op("dup")?, OsString::new())
         } else {
             (self.parent_fd(&st, UPPER)?, st.name.clone())

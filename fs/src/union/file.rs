@@ -56,11 +56,7 @@ impl Union {
         let l = st.layers[0];
         let upper = self.is_upper(l);
         let fd = if st.unlinked {
-            let p = node
-                .pinned
-                .lock()
-                .clone()
-                .ok_or(Error::new("open", Errno::NOENT))?;
+            let p = node.pinned_fd("open")?;
             Self::reopen(&p, keep)?
         } else {
             let dfd = self.parent_fd(&st, l)?;

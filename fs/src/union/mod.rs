@@ -112,6 +112,14 @@ impl Node {
     pub(crate) fn state(&self) -> NodeState {
         self.st.read().clone()
     }
+
+    /// The pinned fd of a removed node; ENOENT (for step `op`) when there is none.
+    pub(crate) fn pinned_fd(&self, op: &'static str) -> Result<Arc<OwnedFd>> {
+        self.pinned
+            .lock()
+            .clone()
+            .ok_or(Error::new(op, Errno::NOENT))
+    }
 }
 
 /// An open file.
