@@ -23,16 +23,20 @@ lib_pkgs="libssl3 libsqlite3-0 libxml2 libglib2.0-0 libpython3.11-stdlib python3
 for p in $base_pkgs; do f=$(ls "$D"/debs/${p}_*.deb 2>/dev/null | head -1) && [ -n "$f" ] && dpkg-deb -x "$f" "$D/lower3"; done
 for p in $lib_pkgs; do f=$(ls "$D"/debs/${p}_*.deb 2>/dev/null | head -1) && [ -n "$f" ] && dpkg-deb -x "$f" "$D/lower2"; done
 n=20000; [ $quick = 1 ] && n=2000
-mkdir -p "$D/lower2/small"
-python3 - "$D/lower2/small" "$n" <<'PY'
+# gen_files DIR N PER_DIR SUBDIR_FMT CHAR MAXLEN: N small files, PER_DIR to a subdirectory,
+# file i holding (i % MAXLEN) copies of CHAR.
+gen_files() {
+    python3 - "$@" <<'PY'
 import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
+d, n, per, fmt, ch, mod = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6])
 for i in range(n):
-    sub = os.path.join(d, "d%03d" % (i // 200))
+    sub = os.path.join(d, fmt % (i // per))
     os.makedirs(sub, exist_ok=True)
     with open(os.path.join(sub, "f%05d" % i), "w") as f:
-        f.write("x" * (i % 512))
+        f.write(ch * (i % mod))
 PY
+}
+gen_files "$D/lower2/small" "$n" 200 d%03d x 512
 mkdir -p "$D/lower1/repo"
 cp -r /usr/share/doc/. "$D/lower1/repo/" 2>/dev/null || true
 git -C "$D/lower1/repo" init -q && git -C "$D/lower1/repo" add -A && \
@@ -40,16 +44,7 @@ git -C "$D/lower1/repo" init -q && git -C "$D/lower1/repo" add -A && \
 size=1024; [ $quick = 1 ] && size=128
 dd if=/dev/urandom of="$D/lower1/big.bin" bs=1M count=$size status=none
 # A 10,000-file tarball for the untar workload.
-mkdir -p "$D/untar-src"
-python3 - "$D/untar-src" 10000 <<'PY'
-import os, sys
-d, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    sub = os.path.join(d, "t%02d" % (i // 500))
-    os.makedirs(sub, exist_ok=True)
-    with open(os.path.join(sub, "f%05d" % i), "w") as f:
-        f.write("y" * (i % 700))
-PY
+gen_files "$D/untar-src" 10000 500 t%02d y 700
 tar -C "$D/untar-src" -cf "$D/untar.tar" . && rm -rf "$D/untar-src"
 echo "$quick" > "$D/.done"
 echo "data ready in $D: $(find "$D/lower1" "$D/lower2" "$D/lower3" | wc -l) entries"
