@@ -11,7 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-pkgs=(fuse3 fuse-overlayfs busybox-static uidmap attr acl strace util-linux e2fsprogs)
+# podman: the store tests check that `podman load` accepts what `strata save` writes.
+pkgs=(fuse3 fuse-overlayfs busybox-static uidmap attr acl strace util-linux e2fsprogs podman zstd)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -20,7 +21,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ ! -e /dev/fuse ]; then

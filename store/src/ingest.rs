@@ -1,0 +1,314 @@
+//! Bringing blobs and layers into a stage, verified, and committing them with their images.
+//!
+//! Each blob is copied into the stage while hashed, fsynced, and checked against the digest
+//! and size it was announced with before anything is unpacked from it. Each layer is unpacked
+//! from its staged (or stored) blob while the uncompressed stream is hashed, and checked
+//! against the config's diff_id. Only then does `commit` take the lock and move the verified
+//! pieces into place; `refs` is written last (see store.rs).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compress::decoder;
+use crate::digest::{Digest, HashReader, HashWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::extract::unpack;
+use crate::fsutil;
+use crate::reference::Name;
+use crate::store::{ImageRecord, LayerRef, Stage, Store};
+
+/// Called with bytes done so far and the total, for progress bars.
+pub type Progress<'a> = &'a dyn Fn(u64, u64);
+
+/// `layers/<hex>.json`: what is known of an unpacked layer without reading it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LayerInfo {
+    pub diff_id: Digest,
+    pub size: u64,
+}
+
+pub(crate) struct Ingest<'s> {
+    pub store: &'s Store,
+    stage: Stage,
+    blobs: BTreeMap<Digest, PathBuf>,
+    layers: BTreeMap<Digest, (PathBuf, u64)>,
+    n: usize,
+    pub warnings: Vec<String>,
+    progress: Option<Progress<'s>>,
+    pub done: u64,
+    pub total: u64,
+}
+
+impl<'s> Ingest<'s> {
+    pub(crate) fn new(store: &'s Store, progress: Option<Progress<'s>>) -> Result<Self> {
+        Ok(Ingest {
+            store,
+            stage: store.stage()?,
+            blobs: BTreeMap::new(),
+            layers: BTreeMap::new(),
+            n: 0,
+            warnings: Vec::new(),
+            progress,
+            done: 0,
+            total: 0,
+        })
+    }
+
+    fn next_path(&mut self, kind: &str) -> PathBuf {
+        self.n += 1;
+        self.stage.path().join(format!("{kind}-{}", self.n))
+    }
+
+    /// Where blob `d` is now (staged or stored), if anywhere.
+    pub(crate) fn blob_location(&self, d: &Digest) -> Option<PathBuf> {
+        if let Some(p) = self.blobs.get(d) {
+            return Some(p.clone());
+        }
+        let p = self.store.blob_path(d);
+        p.exists().then_some(p)
+    }
+
+    /// Copies a blob into the stage, hashing it, and verifies it against `expect`
+    /// (digest, size) when given. Returns its digest and size. A blob already stored or
+    /// staged under the expected digest is not read again.
+    pub(crate) fn blob(
+        &mut self,
+        r: impl Read,
+        expect: Option<(&Digest, u64)>,
+        what: &str,
+    ) -> Result<(Digest, u64)> {
+        if let Some((d, size)) = expect {
+            if self.blob_location(d).is_some() {
+                self.tick(size);
+                return Ok((d.clone(), size));
+            }
+        }
+        let path = self.next_path("blob");
+        let f = File::create(&path).ctx("create", &path)?;
+        let mut w = HashWriter::new(io::BufWriter::with_capacity(1 << 20, f));
+        let mut r = r;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::Corrupt {
+                        what: what.to_owned(),
+                        source: e,
+                    })
+                }
+            };
+            w.write_all(&buf[..n]).ctx("write", &path)?;
+            self.tick(n as u64);
+        }
+        let (digest, size, bw) = w.finish();
+        let f = bw
+            .into_inner()
+            .map_err(|e| Error::io("write", &path, e.into_error()))?;
+        f.sync_all().ctx("fsync", &path)?;
+        if let Some((d, esize)) = expect {
+            if *d != digest {
+                return Err(Error::DigestMismatch {
+                    what: what.to_owned(),
+                    expected: d.to_string(),
+                    found: digest.to_string(),
+                });
+            }
+            if esize != size {
+                return Err(Error::SizeMismatch {
+                    what: what.to_owned(),
+                    expected: esize,
+                    found: size,
+                });
+            }
+        }
+        if self.blob_location(&digest).is_some() {
+            fs::remove_file(&path).ctx("remove", &path)?;
+        } else {
+            self.blobs.insert(digest.clone(), path);
+        }
+        Ok((digest, size))
+    }
+
+    /// Stages a small blob held in memory (a config or manifest).
+    pub(crate) fn blob_bytes(&mut self, data: &[u8], what: &str) -> Result<Digest> {
+        let d = Digest::of(data);
+        self.blob(data, Some((&d, data.len() as u64)), what)?;
+        Ok(d)
+    }
+
+    fn tick(&mut self, n: u64) {
+        self.done += n;
+        if let Some(p) = self.progress {
+            p(self.done, self.total);
+        }
+    }
+
+    /// Makes sure layer `blob` is unpacked (staged) and that its uncompressed tar hashes to
+    /// `expect` when given. Returns its diff_id and uncompressed size.
+    pub(crate) fn layer(
+        &mut self,
+        blob: &Digest,
+        expect: Option<&Digest>,
+        newly_staged: bool,
+        what: &str,
+    ) -> Result<(Digest, u64)> {
+        if let Some(d) = expect {
+            // Already known and the blob was verified when it was stored: nothing to read.
+            if !newly_staged {
+                if let Some(size) = self.known_layer(d) {
+                    return Ok((d.clone(), size));
+                }
+            }
+        }
+        let blob_path = self.blob_location(blob).ok_or_else(|| Error::MissingBlob {
+            what: what.to_owned(),
+            path: blob.to_string(),
+        })?;
+        let f = File::open(&blob_path).ctx("open", &blob_path)?;
+        let (_, plain) = decoder(f, what)?;
+        let mut hr = HashReader::new(plain);
+        let must_unpack = match expect {
+            Some(d) => self.known_layer(d).is_none(),
+            None => true,
+        };
+        let dir = self.next_path("layer");
+        let corrupt = |e: io::Error| Error::Corrupt {
+            what: what.to_owned(),
+            source: e,
+        };
+        if must_unpack {
+            fs::create_dir(&dir).ctx("create", &dir)?;
+            let fd = fsutil::open_dir(&dir)?;
+            let label = expect.map_or_else(|| what.to_owned(), |d| d.short().to_owned());
+            let rep = unpack(&mut hr, &fd, &label)?;
+            self.warnings.extend(rep.warnings);
+        }
+        let (diff_id, size, _) = hr.finish().map_err(corrupt)?;
+        if let Some(d) = expect {
+            if *d != diff_id {
+                return Err(Error::DiffIdMismatch {
+                    what: what.to_owned(),
+                    expected: d.to_string(),
+                    found: diff_id.to_string(),
+                });
+            }
+        }
+        if must_unpack {
+            if self.known_layer(&diff_id).is_some() {
+                fsutil::remove_tree(
+                    fsutil::open_dir(self.stage.path())?,
+                    dir.file_name().unwrap_or_default(),
+                )
+                .ctx("remove", &dir)?;
+            } else {
+                self.layers.insert(diff_id.clone(), (dir, size));
+            }
+        }
+        Ok((diff_id, size))
+    }
+
+    /// The size of a layer that is stored or staged.
+    fn known_layer(&self, d: &Digest) -> Option<u64> {
+        if let Some((_, s)) = self.layers.get(d) {
+            return Some(*s);
+        }
+        if !self.store.has_layer(d) {
+            return None;
+        }
+        let p = self
+            .store
+            .root()
+            .join("layers")
+            .join(format!("{}.json", d.hex()));
+        let info: LayerInfo = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
+        Some(info.size)
+    }
+
+    /// Moves everything staged into the store and registers `images` with their names, under
+    /// the lock. `refs` is written last.
+    pub(crate) fn commit(self, images: &[(ImageRecord, Vec<Name>)]) -> Result<()> {
+        let store = self.store;
+        let lock = store.lock()?;
+        store.collect_stale(&lock)?;
+        if !self.layers.is_empty() {
+            // One syncfs(2) makes every unpacked file durable before the renames publish them.
+            let fd = fsutil::open_dir(self.stage.path())?;
+            rustix::fs::syncfs(&fd).ctx("syncfs", self.stage.path())?;
+        }
+        for (d, p) in &self.blobs {
+            let dst = store.blob_path(d);
+            if !dst.exists() {
+                fs::rename(p, &dst).ctx("store blob", &dst)?;
+            }
+        }
+        let layers_dir = store.root().join("layers");
+        for (d, (p, size)) in &self.layers {
+            if store.has_layer(d) {
+                continue;
+            }
+            let info = serde_json::to_vec(&LayerInfo {
+                diff_id: d.clone(),
+                size: *size,
+            })
+            .expect("serialize");
+            fsutil::write_atomic(&layers_dir, &format!("{}.json", d.hex()), &info)?;
+            let dst = store.layer_path(d);
+            fs::rename(p, &dst).ctx("store layer", &dst)?;
+        }
+        fsutil::sync_dir(&store.root().join("blobs/sha256"))?;
+        fsutil::sync_dir(&layers_dir)?;
+        for (rec, _) in images {
+            for b in rec.blobs() {
+                if !store.has_blob(b) {
+                    return Err(Error::Conflict(format!(
+                        "blob {b} was removed by a concurrent command; run the command again"
+                    )));
+                }
+            }
+            for l in &rec.layers {
+                if !store.has_layer(&l.diff_id) {
+                    return Err(Error::Conflict(format!(
+                        "layer {} was removed by a concurrent command; run the command again",
+                        l.diff_id
+                    )));
+                }
+            }
+            store.write_image(rec)?;
+        }
+        let mut refs = store.refs()?;
+        for (rec, names) in images {
+            for n in names {
+                refs.set_name(n.to_string(), &rec.id);
+            }
+            if !refs.images().contains(&rec.id) {
+                refs.untagged.insert(rec.id.clone());
+            }
+        }
+        store.write_refs(&refs, &lock)?;
+        Ok(())
+    }
+}
+
+/// A record for an image whose blobs are staged: the layers in order.
+pub(crate) fn layer_ref(
+    blob: Digest,
+    media_type: String,
+    blob_size: u64,
+    diff_id: Digest,
+    size: u64,
+) -> LayerRef {
+    LayerRef {
+        diff_id,
+        blob,
+        media_type,
+        blob_size,
+        size,
+    }
+}
