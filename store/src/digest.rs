@@ -99,6 +99,7 @@ impl From<Digest> for String {
 pub(crate) struct HashReader<R> {
     inner: R,
     hasher: Sha256,
+    hashing: bool,
     count: u64,
 }
 
@@ -107,8 +108,24 @@ impl<R: Read> HashReader<R> {
         HashReader {
             inner,
             hasher: Sha256::new(),
+            hashing: true,
             count: 0,
         }
+    }
+
+    /// A reader that only counts: for a stream whose digest is already known (an
+    /// uncompressed layer blob, whose diff_id is its blob digest).
+    pub(crate) fn counting(inner: R) -> Self {
+        HashReader {
+            hashing: false,
+            ..HashReader::new(inner)
+        }
+    }
+
+    /// Like [`finish`](Self::finish), for a counting reader: the byte count only.
+    pub(crate) fn finish_count(mut self) -> io::Result<u64> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(self.count)
     }
 
     /// Reads the rest of the stream (tar readers stop at the end-of-archive blocks, but the
@@ -122,7 +139,9 @@ impl<R: Read> HashReader<R> {
 impl<R: Read> Read for HashReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if self.hashing {
+            self.hasher.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }

@@ -220,7 +220,7 @@ impl Unpacker<'_> {
         match open_beneath(self.root, rel, flags) {
             Ok(fd) => return Ok(fd),
             Err(Errno::NOENT) => {}
-            Err(e) => return Err(self.refuse_resolve(raw, e)),
+            Err(e) => return Err(self.refuse_resolve(raw, rel, e)),
         }
         // Walk down, making what is missing with tar's default mode (0755).
         let mut cur = rfs::openat(self.root, ".", flags | OFlags::CLOEXEC, Mode::empty())
@@ -232,15 +232,20 @@ impl Unpacker<'_> {
                 Err(Errno::NOENT) => {
                     rfs::mkdirat(&cur, c, Mode::from_raw_mode(0o755))
                         .map_err(|e| self.failed(raw, "create parent directory", e))?;
-                    open_beneath(&cur, comp, flags).map_err(|e| self.refuse_resolve(raw, e))?
+                    open_beneath(&cur, comp, flags).map_err(|e| self.refuse_resolve(raw, rel, e))?
                 }
-                Err(e) => return Err(self.refuse_resolve(raw, e)),
+                Err(e) => return Err(self.refuse_resolve(raw, rel, e)),
             };
         }
         Ok(cur)
     }
 
-    fn refuse_resolve(&self, raw: &[u8], e: Errno) -> Error {
+    fn refuse_resolve(&self, raw: &[u8], parent: &[u8], e: Errno) -> Error {
+        // O_DIRECTORY|O_NOFOLLOW on a final symlink fails with ENOTDIR, not ELOOP: look.
+        let e = match e {
+            Errno::NOTDIR if is_symlink_beneath(self.root, parent) => Errno::LOOP,
+            e => e,
+        };
         match e {
             Errno::LOOP => self.refuse(raw, "the path goes through a symlink of the layer"),
             Errno::NOTDIR => self.refuse(raw, "a parent in the path is not a directory"),
@@ -584,6 +589,12 @@ impl Unpacker<'_> {
         }
         Ok(())
     }
+}
+
+fn is_symlink_beneath(root: &OwnedFd, rel: &[u8]) -> bool {
+    open_beneath(root, rel, OFlags::PATH)
+        .and_then(|fd| rfs::fstat(&fd))
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
 }
 
 fn is_dir_at(parent: &OwnedFd, name: &OsStr) -> bool {

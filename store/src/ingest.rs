@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::compress::decoder;
+use crate::compress::{decoder, Compression};
 use crate::digest::{Digest, HashReader, HashWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::extract::unpack;
@@ -172,8 +172,15 @@ impl<'s> Ingest<'s> {
             path: blob.to_string(),
         })?;
         let f = File::open(&blob_path).ctx("open", &blob_path)?;
-        let (_, plain) = decoder(f, what)?;
-        let mut hr = HashReader::new(plain);
+        let (compression, plain) = decoder(f, what)?;
+        // An uncompressed blob's digest is its diff_id (verified when it was staged): hashing
+        // the same bytes again would cost a second sha256 pass over the layer.
+        let plain_blob = compression == Compression::None;
+        let mut hr = if plain_blob {
+            HashReader::counting(plain)
+        } else {
+            HashReader::new(plain)
+        };
         let must_unpack = match expect {
             Some(d) => self.known_layer(d).is_none(),
             None => true,
@@ -190,7 +197,12 @@ impl<'s> Ingest<'s> {
             let rep = unpack(&mut hr, &fd, &label)?;
             self.warnings.extend(rep.warnings);
         }
-        let (diff_id, size, _) = hr.finish().map_err(corrupt)?;
+        let (diff_id, size) = if plain_blob {
+            (blob.clone(), hr.finish_count().map_err(corrupt)?)
+        } else {
+            let (d, n, _) = hr.finish().map_err(corrupt)?;
+            (d, n)
+        };
         if let Some(d) = expect {
             if *d != diff_id {
                 return Err(Error::DiffIdMismatch {
