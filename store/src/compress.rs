@@ -74,7 +74,7 @@ pub(crate) fn decoder<'a, R: Read + 'a>(
     let mut r = BufReader::with_capacity(256 * 1024, r);
     let head = r.fill_buf().map_err(|e| Error::Corrupt {
         what: what.to_owned(),
-        source: e,
+        error: e,
     })?;
     let c = Compression::detect(head)?;
     let out: Box<dyn Read + 'a> = match c {
@@ -84,7 +84,7 @@ pub(crate) fn decoder<'a, R: Read + 'a>(
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(
             |e| Error::Corrupt {
                 what: what.to_owned(),
-                source: e,
+                error: e,
             },
         )?),
     };

@@ -1,7 +1,8 @@
 //! Errors of the image store.
 //!
 //! Every variant names what was wrong: the archive entry, the blob, the path (STYLE.md habit 7).
-//! The source is either `#[source]` or in the message, never both, so `{:#}` prints it once.
+//! The cause is in the message, in a field named `error` rather than `source` (thiserror makes
+//! a `source` field the error's source, and `{:#}` would then print it twice).
 
 use std::io;
 use std::path::PathBuf;
@@ -11,14 +12,14 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A filesystem operation on a store path or an input path failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {error}", path.display())]
     Io {
         /// What was being done, e.g. "write blob".
         op: &'static str,
         /// The path it was done to.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        error: io::Error,
     },
     /// A tar entry was refused (path escape, symlink traversal, bad link, bad type).
     #[error("layer {layer}: entry {entry:?}: {why}")]
@@ -31,7 +32,7 @@ pub enum Error {
         why: String,
     },
     /// Creating an extracted entry failed (e.g. ENOSPC).
-    #[error("layer {layer}: entry {entry:?}: {op}: {source}")]
+    #[error("layer {layer}: entry {entry:?}: {op}: {error}")]
     Extract {
         /// The layer being unpacked.
         layer: String,
@@ -40,15 +41,15 @@ pub enum Error {
         /// The step that failed.
         op: &'static str,
         /// The OS error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The archive or a layer stream could not be read: truncated or corrupt.
-    #[error("{what} is truncated or corrupt: {source}")]
+    #[error("{what} is truncated or corrupt: {error}")]
     Corrupt {
         /// Which archive, blob or layer.
         what: String,
         /// What the decoder said.
-        source: io::Error,
+        error: io::Error,
     },
     /// Content did not hash to the digest it was announced with.
     #[error("{what}: digest mismatch: expected {expected}, found {found}")]
@@ -125,12 +126,12 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
     /// A store record could not be (de)serialized.
-    #[error("store record {}: {source}", path.display())]
+    #[error("store record {}: {error}", path.display())]
     Record {
         /// The record's path.
         path: PathBuf,
         /// The serde error.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
@@ -139,11 +140,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// An I/O error on `path` while doing `op`.
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, error: io::Error) -> Self {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            error,
         }
     }
 

@@ -87,7 +87,7 @@ pub(crate) fn unpack(tar: impl Read, root: &OwnedFd, layer: &str) -> Result<Unpa
     };
     let corrupt = |e: io::Error| Error::Corrupt {
         what: format!("layer {layer}"),
-        source: e,
+        error: e,
     };
     let mut archive = tar::Archive::new(tar);
     for entry in archive.entries().map_err(corrupt)? {
@@ -112,7 +112,7 @@ impl Unpacker<'_> {
             layer: self.layer.to_owned(),
             entry: String::from_utf8_lossy(entry).into_owned(),
             op,
-            source: e.into(),
+            error: e.into(),
         }
     }
 
@@ -183,7 +183,7 @@ impl Unpacker<'_> {
                 self.layer,
                 String::from_utf8_lossy(&raw)
             ),
-            source: e,
+            error: e,
         })?;
         if rel.is_empty() {
             // "./": the layer root itself.
@@ -327,7 +327,12 @@ impl Unpacker<'_> {
                     fsutil::remove_tree(parent, name)
                         .map_err(|e| self.failed(raw, "replace earlier entry", e))?;
                 }
-                Err(e) => return Err(self.failed(raw, "create", e)),
+                Err(e) => {
+                    return Err(match &kind {
+                        Kind::HardLink(t) => self.link_error(raw, t, e),
+                        _ => self.failed(raw, "create", e),
+                    })
+                }
             }
         }
         match kind {
@@ -396,7 +401,7 @@ impl Unpacker<'_> {
                             self.layer,
                             String::from_utf8_lossy(raw)
                         ),
-                        source: e,
+                        error: e,
                     })
                 }
             };
@@ -433,6 +438,22 @@ impl Unpacker<'_> {
             name,
             AtFlags::empty(),
         )
+    }
+
+    fn link_error(&self, raw: &[u8], target: &[u8], e: Errno) -> Error {
+        let t = String::from_utf8_lossy(target);
+        match e {
+            Errno::NOENT => self.refuse(
+                raw,
+                format!("hard link target {t:?} is not an earlier entry of the layer"),
+            ),
+            Errno::LOOP | Errno::NOTDIR | Errno::XDEV => self.refuse(
+                raw,
+                format!("hard link target {t:?} goes through a symlink of the layer"),
+            ),
+            Errno::PERM => self.refuse(raw, format!("hard link target {t:?} is a directory")),
+            e => self.failed(raw, "create hard link", e),
+        }
     }
 
     fn skip_device(

@@ -239,15 +239,7 @@ impl Store {
             let e = e.ctx("list", &ldir)?;
             let fname = e.file_name();
             let s = fname.to_string_lossy();
-            let hex = s.trim_end_matches(".json");
-            if Digest::from_hex(hex).is_ok_and(|d| layers.contains(&d)) {
-                continue;
-            }
-            if s.ends_with(".json") {
-                // A record whose directory is gone (an interrupted deletion).
-                if !ldir.join(hex).exists() {
-                    fs::remove_file(e.path()).ctx("remove", e.path())?;
-                }
+            if Digest::from_hex(&s).is_ok_and(|d| layers.contains(&d)) {
                 continue;
             }
             let doomed = tmp.join(format!("rm-{s}"));
@@ -255,8 +247,25 @@ impl Store {
             fs::rename(e.path(), &doomed).ctx("remove layer", e.path())?;
             fsutil::remove_tree(fsutil::open_dir(&tmp)?, OsStr::new(&format!("rm-{s}")))
                 .ctx("remove", &doomed)?;
-            let rec = ldir.join(format!("{hex}.json"));
-            let _ = fs::remove_file(rec);
+        }
+        // Layer records go with their layers (and with any a crash left without one).
+        let idir = self.root().join("layerinfo");
+        for e in fs::read_dir(&idir).ctx("list", &idir)? {
+            let e = e.ctx("list", &idir)?;
+            let fname = e.file_name();
+            let s = fname.to_string_lossy();
+            let keep = s
+                .strip_suffix(".json")
+                .and_then(|h| Digest::from_hex(h).ok())
+                .is_some_and(|d| layers.contains(&d));
+            if !keep {
+                match fs::remove_file(e.path()) {
+                    Err(err) if !fsutil::is_absent(&err) => {
+                        return Err(Error::io("remove", e.path(), err))
+                    }
+                    _ => {}
+                }
+            }
         }
         Ok(freed)
     }

@@ -24,7 +24,7 @@ use crate::store::{ImageRecord, LayerRef, Stage, Store};
 /// Called with bytes done so far and the total, for progress bars.
 pub type Progress<'a> = &'a dyn Fn(u64, u64);
 
-/// `layers/<hex>.json`: what is known of an unpacked layer without reading it.
+/// `layerinfo/<hex>.json`: what is known of an unpacked layer without reading it.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct LayerInfo {
     pub diff_id: Digest,
@@ -100,7 +100,7 @@ impl<'s> Ingest<'s> {
                 Err(e) => {
                     return Err(Error::Corrupt {
                         what: what.to_owned(),
-                        source: e,
+                        error: e,
                     })
                 }
             };
@@ -188,7 +188,7 @@ impl<'s> Ingest<'s> {
         let dir = self.next_path("layer");
         let corrupt = |e: io::Error| Error::Corrupt {
             what: what.to_owned(),
-            source: e,
+            error: e,
         };
         if must_unpack {
             fs::create_dir(&dir).ctx("create", &dir)?;
@@ -237,7 +237,7 @@ impl<'s> Ingest<'s> {
         let p = self
             .store
             .root()
-            .join("layers")
+            .join("layerinfo")
             .join(format!("{}.json", d.hex()));
         let info: LayerInfo = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
         Some(info.size)
@@ -261,6 +261,7 @@ impl<'s> Ingest<'s> {
             }
         }
         let layers_dir = store.root().join("layers");
+        let info_dir = store.root().join("layerinfo");
         for (d, (p, size)) in &self.layers {
             if store.has_layer(d) {
                 continue;
@@ -270,7 +271,7 @@ impl<'s> Ingest<'s> {
                 size: *size,
             })
             .expect("serialize");
-            fsutil::write_atomic(&layers_dir, &format!("{}.json", d.hex()), &info)?;
+            fsutil::write_atomic(&info_dir, &format!("{}.json", d.hex()), &info)?;
             let dst = store.layer_path(d);
             fs::rename(p, &dst).ctx("store layer", &dst)?;
         }

@@ -47,7 +47,7 @@ impl Source {
         let len = md.len();
         let corrupt = |e: io::Error| Error::Corrupt {
             what: format!("archive {}", path.display()),
-            source: e,
+            error: e,
         };
         let mut members = HashMap::new();
         {
@@ -182,7 +182,7 @@ impl Source {
             .read_to_end(&mut v)
             .map_err(|e| Error::Corrupt {
                 what: format!("{what} ({name})"),
-                source: e,
+                error: e,
             })?;
         Ok(v)
     }

@@ -2,7 +2,8 @@
 //!
 //! Layout under the root (DESIGN.md "store"):
 //! - `blobs/sha256/<hex>`: layer blobs as they came (compressed or not), configs, manifests;
-//! - `layers/<diff_id hex>/`: each layer unpacked once; `layers/<hex>.json` its record;
+//! - `layers/<diff_id hex>/`: each layer unpacked once, nothing else in `layers/`;
+//! - `layerinfo/<hex>.json`: a layer's size, so a stored layer need not be read again;
 //! - `images/<id hex>.json`: one record per image (id = sha256 of the config);
 //! - `refs`: names, untagged images and container leases, in one JSON document. It is the
 //!   commit point: an image exists when `refs` mentions it, so a load commits its image and
@@ -159,7 +160,7 @@ impl Store {
         let root = root.into();
         let mut b = fs::DirBuilder::new();
         b.recursive(true).mode(0o700);
-        for sub in ["", "blobs/sha256", "layers", "images", "tmp"] {
+        for sub in ["", "blobs/sha256", "layers", "layerinfo", "images", "tmp"] {
             let p = root.join(sub);
             b.create(&p).ctx("create store directory", &p)?;
         }
@@ -223,7 +224,7 @@ impl Store {
     pub fn refs(&self) -> Result<Refs> {
         let p = self.root.join("refs");
         match fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Record { path: p, source: e }),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Record { path: p, error: e }),
             Err(e) if fsutil::is_absent(&e) => Ok(Refs::default()),
             Err(e) => Err(Error::io("read", p, e)),
         }
@@ -242,7 +243,7 @@ impl Store {
             io::ErrorKind::NotFound => Error::NotFound(id.to_string()),
             _ => Error::io("read image record", &p, e),
         })?;
-        serde_json::from_slice(&b).map_err(|e| Error::Record { path: p, source: e })
+        serde_json::from_slice(&b).map_err(|e| Error::Record { path: p, error: e })
     }
 
     pub(crate) fn write_image(&self, rec: &ImageRecord) -> Result<()> {

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use rustix::fs::{self as rfs, Mode, OFlags};
 
 mod fsutil;
+pub mod oci;
 mod snapshot;
+pub mod store;
 
 pub use fsutil::*;
 pub use snapshot::*;
