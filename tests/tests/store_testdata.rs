@@ -168,7 +168,15 @@ fn store_layout_is_as_documented() {
     let st = Store::new();
     st.load(&oci_archive());
     let top = dir_names(&st.root);
-    let allowed = ["blobs", "layers", "layerinfo", "images", "refs", "lock", "tmp"];
+    let allowed = [
+        "blobs",
+        "layers",
+        "layerinfo",
+        "images",
+        "refs",
+        "lock",
+        "tmp",
+    ];
     let extra: Vec<&String> = top
         .iter()
         .filter(|n| !allowed.contains(&n.as_str()))
