@@ -230,7 +230,13 @@ pub fn daemonize(opts: &MountOptions, mnt: &Path) -> Result<(), SetupError> {
                 why: format!("fork: {e}"),
             })
         }
-        Ok(sys::Fork::Parent(_)) => Ok(()),
+        Ok(sys::Fork::Parent(_)) => {
+            // The child serves the mount now. A session mounted through fusermount3 unmounts
+            // when dropped (fuser's Mount guard), so the parent must not drop its copy: it
+            // forgets it, and its fds close when it exits a moment later.
+            std::mem::forget(s);
+            Ok(())
+        }
         Ok(sys::Fork::Child) => {
             let _ = rustix::process::setsid();
             let _ = std::env::set_current_dir("/");

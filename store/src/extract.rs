@@ -8,7 +8,8 @@
 //!   form strata-fs and fuse-overlayfs read from a lower layer (image-spec layer.md).
 //! - Owner, mode (set after chown, which clears set-id bits), times, xattrs (PAX
 //!   `SCHILY.xattr.*`), hard links, symlinks and fifos are kept. Device nodes need
-//!   CAP_MKNOD: rootless they are skipped with one warning per layer; a char 0/0 whiteout
+//!   CAP_MKNOD: rootless they are skipped with one warning per layer. A char 0/0 whiteout is
+//!   kept as one (Linux >= 5.8 lets any user make it, mknod(2)); where that is refused it
 //!   becomes `.wh.NAME`, which means the same.
 //! - Directory modes and times are applied last, deepest first, because creating children
 //!   changes a directory's mtime and a read-only directory would refuse them.
