@@ -102,7 +102,7 @@ fn a_leased_image_is_kept_until_released_and_pruned() {
 
     store.release("c0ffee").unwrap();
     let (gone, freed) = store.prune().unwrap();
-    assert_eq!(gone, [id.clone()]);
+    assert_eq!(gone, std::slice::from_ref(&id));
     assert!(freed > 0);
     assert_eq!(layer_dirs(&store), 0);
     assert!(store.list().unwrap().is_empty());
