@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use strata_store::images::Removal;
 use strata_store::import::{ImportOptions, ImportSource};
@@ -99,22 +99,6 @@ pub fn import(
 
 /// `load -i FILE|DIR`. `-` (or no `-i`) reads the archive from stdin into the store's tmp.
 pub fn load(store: &Store, input: Option<&Path>, quiet: bool) -> Result<()> {
-    let spooled;
-    let path = match input {
-        Some(p) if p != Path::new("-") => p,
-        _ => {
-            if std::io::stdin().is_terminal() {
-                bail!("no archive given: use -i FILE, or pipe one to stdin");
-            }
-            let tmp = store.root().join("tmp");
-            let mut f = tempfile::NamedTempFile::new_in(&tmp)
-                .with_context(|| format!("create temp file in {}", tmp.display()))?;
-            std::io::copy(&mut std::io::stdin().lock(), &mut f)
-                .context("read the archive from stdin")?;
-            spooled = f;
-            spooled.path()
-        }
-    };
     let pb = if quiet { None } else { progress_bar() };
     let tick = |done: u64, total: u64| {
         if let Some(pb) = &pb {
@@ -122,7 +106,15 @@ pub fn load(store: &Store, input: Option<&Path>, quiet: bool) -> Result<()> {
             pb.set_position(done);
         }
     };
-    let rep = store.load(path, Some(&tick))?;
+    let rep = match input {
+        Some(p) if p != Path::new("-") => store.load(p, Some(&tick))?,
+        _ => {
+            if std::io::stdin().is_terminal() {
+                bail!("no archive given: use -i FILE, or pipe one to stdin");
+            }
+            store.load_reader(std::io::stdin().lock(), Some(&tick))?
+        }
+    };
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }

@@ -540,7 +540,12 @@ impl Unpacker<'_> {
         meta: &EntryMeta,
     ) -> Result<()> {
         for (k, v) in &meta.xattrs {
-            if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
+            if is_private_xattr(k) {
+                // An overlay upper exported as a layer marks opaque dirs with the xattr; the
+                // layer form of the same thing is `.wh..wh..opq` (image-spec layer.md).
+                if name.is_none() && k.ends_with(b".opaque") && v == b"y" {
+                    self.opaque_from_xattr(raw, fd)?;
+                }
                 self.dropped_overlay_xattrs += 1;
                 continue;
             }
@@ -567,6 +572,17 @@ impl Unpacker<'_> {
         Ok(())
     }
 
+    fn opaque_from_xattr(&self, raw: &[u8], dir: &OwnedFd) -> Result<()> {
+        rfs::openat(
+            dir,
+            ".wh..wh..opq",
+            OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map(drop)
+        .map_err(|e| self.failed(raw, "create opaque marker", e))
+    }
+
     fn finish(&mut self) -> Result<()> {
         self.parent = None;
         // Deepest first, so a parent's mode (maybe read-only) and mtime come after its
@@ -578,8 +594,13 @@ impl Unpacker<'_> {
             )
         });
         for d in &dirs {
-            let fd = open_beneath(self.root, &d.rel, OFlags::RDONLY | OFlags::DIRECTORY)
-                .map_err(|e| self.failed(&d.rel, "open directory", e))?;
+            let fd = match open_beneath(self.root, &d.rel, OFlags::RDONLY | OFlags::DIRECTORY) {
+                Ok(fd) => fd,
+                // A later entry replaced the directory (or a parent) with a non-directory:
+                // its metadata went with it.
+                Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => continue,
+                Err(e) => return Err(self.failed(&d.rel, "open directory", e)),
+            };
             rfs::fchmod(&fd, Mode::from_raw_mode(d.mode))
                 .map_err(|e| self.failed(&d.rel, "chmod", e))?;
             rfs::futimens(&fd, &d.times).map_err(|e| self.failed(&d.rel, "set times", e))?;
@@ -605,12 +626,28 @@ impl Unpacker<'_> {
         }
         if self.dropped_overlay_xattrs > 0 {
             w.push(format!(
-                "layer {}: dropped {} overlay xattr(s): layers mark whiteouts with .wh. entries",
+                "layer {}: dropped {} overlay or union-private xattr(s): layers mark whiteouts and opaque dirs with .wh. entries",
                 self.layer, self.dropped_overlay_xattrs
             ));
         }
         Ok(())
     }
+}
+
+/// Xattrs a layer may not set: the union filesystem's own records and markers (whiteouts,
+/// opaque dirs, origins, owner overrides). Records taken from layer content are never trusted
+/// (DESIGN.md, "What comes later"); layers say "deleted" and "opaque" with `.wh.` entries.
+pub(crate) fn is_private_xattr(k: &[u8]) -> bool {
+    const PREFIXES: [&[u8]; 7] = [
+        b"trusted.overlay.",
+        b"user.overlay.",
+        b"user.fuseoverlayfs.",
+        b"security.fuseoverlayfs.",
+        b"user.strata.",
+        b"trusted.strata.",
+        b"user.containers.override_stat",
+    ];
+    PREFIXES.iter().any(|p| k.starts_with(p))
 }
 
 fn is_symlink_beneath(root: &OwnedFd, rel: &[u8]) -> bool {
@@ -735,6 +772,62 @@ mod tests {
         assert!(normalize(b"a/../../x").is_err());
         assert!(normalize(b"..").is_err());
         assert_eq!(normalize(b"a..b/..c").unwrap(), b"a..b/..c");
+    }
+
+    #[test]
+    fn union_private_xattrs_are_not_taken_from_layers() {
+        for k in [
+            &b"trusted.overlay.opaque"[..],
+            b"user.overlay.whiteout",
+            b"user.fuseoverlayfs.opaque",
+            b"security.fuseoverlayfs.override_stat",
+            b"user.containers.override_stat",
+            b"user.strata.origin",
+        ] {
+            assert!(is_private_xattr(k), "{}", String::from_utf8_lossy(k));
+        }
+        assert!(!is_private_xattr(b"security.capability"));
+        assert!(!is_private_xattr(b"user.mime_type"));
+    }
+
+    #[test]
+    fn a_later_entry_may_replace_a_directory() {
+        let hdr = |t: tar::EntryType, mode: u32, size: u64| {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(t);
+            h.set_mode(mode);
+            h.set_size(size);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h
+        };
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(
+            &mut hdr(tar::EntryType::Directory, 0o555, 0),
+            "a/",
+            std::io::empty(),
+        )
+        .unwrap();
+        b.append_data(
+            &mut hdr(tar::EntryType::Regular, 0o644, 1),
+            "a/f",
+            &b"x"[..],
+        )
+        .unwrap();
+        b.append_link(
+            &mut hdr(tar::EntryType::Symlink, 0o777, 0),
+            "a",
+            "elsewhere",
+        )
+        .unwrap();
+        let data = b.into_inner().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let root = crate::fsutil::open_dir(t.path()).unwrap();
+        // The queued metadata of the replaced "a/" must not be applied through the symlink.
+        unpack(&data[..], &root, "test").unwrap();
+        let md = std::fs::symlink_metadata(t.path().join("a")).unwrap();
+        assert!(md.file_type().is_symlink());
     }
 
     #[test]

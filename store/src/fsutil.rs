@@ -61,6 +61,14 @@ pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
 /// Removes `name` in `parent` and everything below it. Directories a layer made unreadable
 /// (mode 0) are made accessible first, so rootless stores can delete what they unpacked.
 pub(crate) fn remove_tree(parent: impl AsFd, name: &OsStr) -> rustix::io::Result<()> {
+    // ENOENT at any step means someone else (a concurrent cleanup) removed it first: done.
+    match remove_tree_inner(&parent, name) {
+        Err(Errno::NOENT) => Ok(()),
+        r => r,
+    }
+}
+
+fn remove_tree_inner(parent: impl AsFd, name: &OsStr) -> rustix::io::Result<()> {
     match rfs::unlinkat(&parent, name, AtFlags::empty()) {
         Ok(()) => return Ok(()),
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}

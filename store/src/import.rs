@@ -132,6 +132,7 @@ impl Store {
             id: id.clone(),
             manifest: mdigest,
             manifest_size: manifest.len() as u64,
+            manifest_media_type: None,
             config_size: config.len() as u64,
             layers,
             created: Some(created),

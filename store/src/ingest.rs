@@ -6,7 +6,7 @@
 //! against the config's diff_id. Only then does `commit` take the lock and move the verified
 //! pieces into place; `refs` is written last (see store.rs).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -29,6 +29,11 @@ pub type Progress<'a> = &'a dyn Fn(u64, u64);
 pub(crate) struct LayerInfo {
     pub diff_id: Digest,
     pub size: u64,
+    /// Blobs verified to decompress to this layer. A known layer is trusted for a blob only
+    /// when the pair was verified once: an archive could pair any stored blob with any
+    /// stored diff_id.
+    #[serde(default)]
+    pub blobs: BTreeSet<Digest>,
 }
 
 pub(crate) struct Ingest<'s> {
@@ -36,6 +41,8 @@ pub(crate) struct Ingest<'s> {
     stage: Stage,
     blobs: BTreeMap<Digest, PathBuf>,
     layers: BTreeMap<Digest, (PathBuf, u64)>,
+    /// (blob, diff_id) pairs verified by this ingest.
+    pairs: BTreeSet<(Digest, Digest)>,
     n: usize,
     pub warnings: Vec<String>,
     progress: Option<Progress<'s>>,
@@ -50,6 +57,7 @@ impl<'s> Ingest<'s> {
             stage: store.stage()?,
             blobs: BTreeMap::new(),
             layers: BTreeMap::new(),
+            pairs: BTreeSet::new(),
             n: 0,
             warnings: Vec::new(),
             progress,
@@ -90,7 +98,10 @@ impl<'s> Ingest<'s> {
         let path = self.next_path("blob");
         let f = File::create(&path).ctx("create", &path)?;
         let mut w = HashWriter::new(io::BufWriter::with_capacity(1 << 20, f));
-        let mut r = r;
+        // A blob longer than announced is refused after one byte too many, not read to the
+        // end (a layout's blob could be /dev/zero).
+        let limit = expect.map_or(u64::MAX, |(_, size)| size.saturating_add(1));
+        let mut r = r.take(limit);
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match r.read(&mut buf) {
@@ -160,10 +171,15 @@ impl<'s> Ingest<'s> {
         what: &str,
     ) -> Result<(Digest, u64)> {
         if let Some(d) = expect {
-            // Already known and the blob was verified when it was stored: nothing to read.
+            // A stored layer that this blob was verified to produce: nothing to read.
             if !newly_staged {
-                if let Some(size) = self.known_layer(d) {
-                    return Ok((d.clone(), size));
+                if let Some(info) = self.known_layer(d) {
+                    if info.blobs.contains(blob)
+                        || blob == d
+                        || self.pairs.contains(&(blob.clone(), d.clone()))
+                    {
+                        return Ok((d.clone(), info.size));
+                    }
                 }
             }
         }
@@ -193,8 +209,7 @@ impl<'s> Ingest<'s> {
         if must_unpack {
             fs::create_dir(&dir).ctx("create", &dir)?;
             let fd = fsutil::open_dir(&dir)?;
-            let label = expect.map_or_else(|| what.to_owned(), |d| d.short().to_owned());
-            let rep = unpack(&mut hr, &fd, &label)?;
+            let rep = unpack(&mut hr, &fd, what)?;
             self.warnings.extend(rep.warnings);
         }
         let (diff_id, size) = if plain_blob {
@@ -212,6 +227,7 @@ impl<'s> Ingest<'s> {
                 });
             }
         }
+        self.pairs.insert((blob.clone(), diff_id.clone()));
         if must_unpack {
             if self.known_layer(&diff_id).is_some() {
                 fsutil::remove_tree(
@@ -226,21 +242,19 @@ impl<'s> Ingest<'s> {
         Ok((diff_id, size))
     }
 
-    /// The size of a layer that is stored or staged.
-    fn known_layer(&self, d: &Digest) -> Option<u64> {
+    /// What is known of a layer that is stored or staged.
+    fn known_layer(&self, d: &Digest) -> Option<LayerInfo> {
         if let Some((_, s)) = self.layers.get(d) {
-            return Some(*s);
+            return Some(LayerInfo {
+                diff_id: d.clone(),
+                size: *s,
+                blobs: BTreeSet::new(),
+            });
         }
         if !self.store.has_layer(d) {
             return None;
         }
-        let p = self
-            .store
-            .root()
-            .join("layerinfo")
-            .join(format!("{}.json", d.hex()));
-        let info: LayerInfo = serde_json::from_slice(&fs::read(p).ok()?).ok()?;
-        Some(info.size)
+        read_info(self.store, d)
     }
 
     /// Moves everything staged into the store and registers `images` with their names, under
@@ -261,19 +275,36 @@ impl<'s> Ingest<'s> {
             }
         }
         let layers_dir = store.root().join("layers");
-        let info_dir = store.root().join("layerinfo");
         for (d, (p, size)) in &self.layers {
             if store.has_layer(d) {
                 continue;
             }
-            let info = serde_json::to_vec(&LayerInfo {
-                diff_id: d.clone(),
-                size: *size,
-            })
-            .expect("serialize");
-            fsutil::write_atomic(&info_dir, &format!("{}.json", d.hex()), &info)?;
-            let dst = store.layer_path(d);
-            fs::rename(p, &dst).ctx("store layer", &dst)?;
+            let blobs = self
+                .pairs
+                .iter()
+                .filter(|(_, x)| x == d)
+                .map(|(b, _)| b.clone())
+                .collect();
+            write_info(
+                store,
+                &LayerInfo {
+                    diff_id: d.clone(),
+                    size: *size,
+                    blobs,
+                },
+            )?;
+            publish_dir(p, &store.layer_path(d))?;
+        }
+        // Verified pairs of layers that were already stored.
+        for (b, d) in &self.pairs {
+            if self.layers.contains_key(d) {
+                continue;
+            }
+            if let Some(mut info) = read_info(store, d) {
+                if info.blobs.insert(b.clone()) {
+                    write_info(store, &info)?;
+                }
+            }
         }
         fsutil::sync_dir(&store.root().join("blobs/sha256"))?;
         fsutil::sync_dir(&layers_dir)?;
@@ -307,6 +338,44 @@ impl<'s> Ingest<'s> {
         store.write_refs(&refs, &lock)?;
         Ok(())
     }
+}
+
+fn read_info(store: &Store, d: &Digest) -> Option<LayerInfo> {
+    let p = store
+        .root()
+        .join("layerinfo")
+        .join(format!("{}.json", d.hex()));
+    serde_json::from_slice(&fs::read(p).ok()?).ok()
+}
+
+fn write_info(store: &Store, info: &LayerInfo) -> Result<()> {
+    let data = serde_json::to_vec(info).expect("serialize");
+    fsutil::write_atomic(
+        &store.root().join("layerinfo"),
+        &format!("{}.json", info.diff_id.hex()),
+        &data,
+    )
+}
+
+/// Renames an unpacked layer into place. Moving a directory to another parent rewrites its
+/// `..`, which needs write permission on it even for its owner (rename(2) EACCES): a layer
+/// whose root is 0555 (RHEL's `/`) gets u+w for the move and its mode back after.
+fn publish_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::symlink_metadata(from)
+        .ctx("stat", from)?
+        .permissions()
+        .mode()
+        & 0o7777;
+    let locked = mode & 0o200 == 0;
+    if locked {
+        fs::set_permissions(from, fs::Permissions::from_mode(mode | 0o200)).ctx("chmod", from)?;
+    }
+    fs::rename(from, to).ctx("store layer", to)?;
+    if locked {
+        fs::set_permissions(to, fs::Permissions::from_mode(mode)).ctx("chmod", to)?;
+    }
+    Ok(())
 }
 
 /// A record for an image whose blobs are staged: the layers in order.

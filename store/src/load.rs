@@ -40,8 +40,9 @@ struct Plan {
     what: String,
     config: Vec<u8>,
     config_digest: Digest,
-    /// The original OCI manifest, kept byte for byte so its digest survives save.
-    manifest: Option<Vec<u8>>,
+    /// The original manifest, kept byte for byte so its digest survives save, and its media
+    /// type.
+    manifest: Option<(Vec<u8>, String)>,
     layers: Vec<LayerSrc>,
     names: Vec<Name>,
 }
@@ -54,11 +55,27 @@ struct LayerSrc {
 
 const ANN_REF_NAME: &str = "org.opencontainers.image.ref.name";
 const ANN_CONTAINERD_NAME: &str = "io.containerd.image.name";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
 impl Store {
+    /// Loads from a stream (`strata load` with stdin): the archive is spooled into a staging
+    /// dir first, because its members are read in any order.
+    pub fn load_reader(
+        &self,
+        mut r: impl std::io::Read,
+        progress: Option<Progress<'_>>,
+    ) -> Result<LoadReport> {
+        let stage = self.stage()?;
+        let path = stage.path().join("input.tar");
+        let mut f = std::fs::File::create(&path).map_err(|e| Error::io("create", &path, e))?;
+        std::io::copy(&mut r, &mut f).map_err(|e| Error::io("spool the archive to", &path, e))?;
+        drop(f);
+        self.load(&path, progress)
+    }
+
     /// Loads every image of an OCI layout, oci-archive or docker-archive at `input`.
     pub fn load(
         &self,
@@ -175,15 +192,16 @@ fn ingest_plan(ing: &mut Ingest<'_>, src: &Source, p: &Plan) -> Result<ImageReco
     }
     let config_digest = ing.blob_bytes(&p.config, &format!("{} config", p.what))?;
     debug_assert_eq!(config_digest, p.config_digest);
-    let manifest_bytes = match &p.manifest {
-        Some(m) => m.clone(),
-        None => synth_manifest(&p.config, &layers)?,
+    let (manifest_bytes, manifest_media_type) = match &p.manifest {
+        Some((m, mt)) => (m.clone(), Some(mt.clone()).filter(|t| t != OCI_MANIFEST)),
+        None => (synth_manifest(&p.config, &layers)?, None),
     };
     let manifest = ing.blob_bytes(&manifest_bytes, &format!("{} manifest", p.what))?;
     Ok(ImageRecord {
         id: config_digest,
         manifest,
         manifest_size: manifest_bytes.len() as u64,
+        manifest_media_type,
         config_size: p.config.len() as u64,
         layers,
         created: cfg.created().clone(),
@@ -352,7 +370,7 @@ fn walk_index(
                 let d = digest_of(desc, &dwhat)?;
                 let mwhat = format!("manifest {d}");
                 let bytes = read_verified(src, desc, &mwhat)?;
-                plans.push(manifest_plan(src, bytes, &mwhat, names)?);
+                plans.push(manifest_plan(src, bytes, &mt, &mwhat, names)?);
             }
             "application/vnd.oci.image.index.v1+json" | DOCKER_LIST => {
                 let d = digest_of(desc, &dwhat)?;
@@ -402,7 +420,13 @@ fn platform_matches(p: &oci_spec::image::Platform) -> bool {
     p.os().to_string() == "linux" && p.architecture().to_string() == arch
 }
 
-fn manifest_plan(src: &Source, bytes: Vec<u8>, what: &str, names: Vec<Name>) -> Result<Plan> {
+fn manifest_plan(
+    src: &Source,
+    bytes: Vec<u8>,
+    media_type: &str,
+    what: &str,
+    names: Vec<Name>,
+) -> Result<Plan> {
     check_schema(&bytes, what)?;
     let m: ImageManifest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::invalid(what, format!("not an image manifest: {e}")))?;
@@ -440,7 +464,7 @@ fn manifest_plan(src: &Source, bytes: Vec<u8>, what: &str, names: Vec<Name>) -> 
         what: what.to_owned(),
         config_digest: Digest::of(&config),
         config,
-        manifest: Some(bytes),
+        manifest: Some((bytes, media_type.to_owned())),
         layers,
         names,
     })
@@ -546,7 +570,10 @@ fn add_docker_names(src: &Source, plans: &mut [Plan]) -> Result<()> {
     }
     for p in plans {
         for n in by_config.remove(&p.config_digest).unwrap_or_default() {
-            if !p.names.contains(&n) {
+            // `alpine:3.18` in RepoTags and `docker.io/library/alpine:3.18` in index.json are
+            // one name (docker's normalization); keep the index's full form.
+            let same = |x: &Name| n.candidates().contains(x) || x.candidates().contains(&n);
+            if !p.names.iter().any(same) {
                 p.names.push(n);
             }
         }

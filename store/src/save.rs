@@ -83,7 +83,7 @@ impl Store {
             }
         }
         let mut b = tar::Builder::new(w);
-        let werr = |e: io::Error| Error::io("write archive", "", e);
+        let werr = |e: io::Error| Error::io("write", "the archive", e);
         match format {
             SaveFormat::OciArchive => self.write_oci(&mut b, &images)?,
             SaveFormat::DockerArchive => self.write_docker(&mut b, &images)?,
@@ -98,7 +98,7 @@ impl Store {
         b: &mut tar::Builder<W>,
         images: &[(ImageRecord, Vec<Name>)],
     ) -> Result<()> {
-        let werr = |e: io::Error| Error::io("write archive", "", e);
+        let werr = |e: io::Error| Error::io("write", "the archive", e);
         file(b, b"oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(werr)?;
         dir(b, b"blobs/").map_err(werr)?;
         dir(b, b"blobs/sha256/").map_err(werr)?;
@@ -116,8 +116,12 @@ impl Store {
                 names.iter().map(Some).collect()
             };
             for n in names {
+                let mt = rec
+                    .manifest_media_type
+                    .as_deref()
+                    .map_or(MediaType::ImageManifest, MediaType::from);
                 let mut desc = DescriptorBuilder::default()
-                    .media_type(MediaType::ImageManifest)
+                    .media_type(mt)
                     .digest(oci_digest(&rec.manifest))
                     .size(rec.manifest_size);
                 if let Some(n) = n {
@@ -188,7 +192,7 @@ impl Store {
             #[serde(rename = "Layers")]
             layers: Vec<String>,
         }
-        let werr = |e: io::Error| Error::io("write archive", "", e);
+        let werr = |e: io::Error| Error::io("write", "the archive", e);
         let mut done = BTreeSet::new();
         let mut entries = Vec::new();
         for (rec, names) in images {

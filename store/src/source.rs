@@ -147,8 +147,15 @@ impl Source {
                 let p = d.join(name);
                 match File::open(&p) {
                     Ok(f) => {
-                        let size = f.metadata().ctx("stat", &p)?.len();
-                        Ok(Some((Box::new(f), size)))
+                        let md = f.metadata().ctx("stat", &p)?;
+                        // A layout's blob that is a device or a FIFO would be read forever.
+                        if !md.is_file() {
+                            return Err(Error::invalid(
+                                format!("{}", p.display()),
+                                "not a regular file",
+                            ));
+                        }
+                        Ok(Some((Box::new(f), md.len())))
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(Error::io("open", p, e)),

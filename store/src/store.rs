@@ -54,6 +54,9 @@ pub struct ImageRecord {
     pub manifest: Digest,
     /// Its size.
     pub manifest_size: u64,
+    /// Its media type, when it is not an OCI manifest (a Docker v2 manifest kept as it came).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_media_type: Option<String>,
     /// The config blob's size.
     pub config_size: u64,
     /// Layers, base first.
@@ -359,12 +362,21 @@ impl Stage {
 
 impl Drop for Stage {
     fn drop(&mut self) {
-        if let (Some(parent), Some(name)) = (self.path.parent(), self.path.file_name()) {
-            if let Ok(dir) = fsutil::open_dir(parent) {
-                if let Err(e) = fsutil::remove_tree(&dir, name) {
-                    log::warn!("could not remove staging dir {}: {e}", self.path.display());
-                }
+        // Everything but `.owner` first, so that a concurrent cleanup never sees this stage
+        // unowned while it is still being removed.
+        let Ok(dir) = fsutil::open_dir(&self.path) else {
+            return;
+        };
+        let names = fsutil::list_names(&dir).unwrap_or_default();
+        for n in names.iter().filter(|n| n.as_slice() != b".owner") {
+            if let Err(e) = fsutil::remove_tree(&dir, OsStr::from_bytes(n)) {
+                log::warn!(
+                    "could not remove staging data in {}: {e}",
+                    self.path.display()
+                );
             }
         }
+        let _ = fs::remove_file(self.path.join(".owner"));
+        let _ = fs::remove_dir(&self.path);
     }
 }

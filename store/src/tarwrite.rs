@@ -229,7 +229,7 @@ impl<R: io::Read> io::Read for ExactReader<R> {
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                "file shrank while it was archived",
+                "the file ended before the size recorded for it (it changed, or is corrupt)",
             ));
         }
         self.left -= n as u64;
