@@ -760,3 +760,34 @@ pub fn view_of(root: &Path) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// podman with a private graph under `graph` (vfs, so it needs no overlay or FUSE), to check
+/// that podman reads what strata writes and the other way round.
+pub fn podman(graph: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(graph.join("root"))
+        .arg("--runroot")
+        .arg(graph.join("run"))
+        .args(["--storage-driver", "vfs"])
+        .args(args);
+    run_timeout(&mut c, STORE_TIMEOUT)
+}
+
+/// True when podman can run (scripts/setup.sh installs it). Otherwise prints a SKIP line, or
+/// panics under `REQUIRE_PRIVILEGED`, so CI never passes a podman test by skipping it.
+#[track_caller]
+pub fn require_podman() -> bool {
+    if Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    if crate::privileged_required() {
+        panic!("podman is required (REQUIRE_PRIVILEGED is set): run scripts/setup.sh");
+    }
+    println!("SKIP podman: not installed (scripts/setup.sh installs it)");
+    false
+}

@@ -111,24 +111,12 @@ fn rfc3339_parser() {
     assert_eq!(rfc3339_secs("yesterday"), None);
 }
 
-fn podman(graph: &Path, args: &[&str]) -> std::process::Output {
-    let mut c = Command::new("podman");
-    c.arg("--root")
-        .arg(graph.join("root"))
-        .arg("--runroot")
-        .arg(graph.join("run"))
-        .args(["--storage-driver", "vfs"])
-        .args(args);
-    run_timeout(&mut c, STORE_TIMEOUT)
-}
-
 #[test]
 fn priv_podman_loads_built_archives() {
     if !require(Need::Root) {
         return;
     }
-    if Command::new("podman").arg("--version").output().is_err() {
-        println!("SKIP podman: not installed");
+    if !require_podman() {
         return;
     }
     let base = tar_bytes(&fidelity_entries());

@@ -358,24 +358,12 @@ fn testdata_save_and_reload() {
     }
 }
 
-fn podman(graph: &Path, args: &[&str]) -> std::process::Output {
-    let mut c = Command::new("podman");
-    c.arg("--root")
-        .arg(graph.join("root"))
-        .arg("--runroot")
-        .arg(graph.join("run"))
-        .args(["--storage-driver", "vfs"])
-        .args(args);
-    run_timeout(&mut c, STORE_TIMEOUT)
-}
-
 #[test]
 fn priv_podman_loads_strata_save() {
     if !require(Need::Root) {
         return;
     }
-    if Command::new("podman").arg("--version").output().is_err() {
-        println!("SKIP podman: not installed");
+    if !require_podman() {
         return;
     }
     let st = Store::new();
