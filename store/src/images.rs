@@ -72,11 +72,7 @@ impl Store {
         let refs = self.refs()?;
         let mut out = Vec::new();
         for id in refs.images() {
-            out.push(ImageInfo {
-                record: self.image(&id)?,
-                names: refs.names_of(&id),
-                holders: refs.holders_of(&id),
-            });
+            out.push(self.info_of(&refs, &id)?);
         }
         out.sort_by(|a, b| {
             b.record
@@ -92,10 +88,14 @@ impl Store {
         let _l = self.lock_shared()?;
         let refs = self.refs()?;
         let id = resolve_in(&refs, reference)?;
+        self.info_of(&refs, &id)
+    }
+
+    fn info_of(&self, refs: &Refs, id: &Digest) -> Result<ImageInfo> {
         Ok(ImageInfo {
-            record: self.image(&id)?,
-            names: refs.names_of(&id),
-            holders: refs.holders_of(&id),
+            record: self.image(id)?,
+            names: refs.names_of(id),
+            holders: refs.holders_of(id),
         })
     }
 

@@ -8,14 +8,13 @@ use std::path::Path;
 
 use oci_spec::image::{Config, HistoryBuilder, ImageConfiguration, RootFsBuilder};
 
-use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::ingest::{layer_ref, Ingest, Progress};
-use crate::load::synth_manifest;
+use crate::ingest::{Ingest, Progress};
+use crate::load::{oci_arch, synth_manifest};
 use crate::reference::Name;
-use crate::store::{ImageRecord, Store};
+use crate::store::{ImageRecord, LayerRef, Store};
 use crate::time::now_rfc3339;
 
 /// What to import.
@@ -80,25 +79,8 @@ impl Store {
             }
         };
         let (diff_id, size) = ing.layer(&blob, None, true, &what)?;
-        let media_type = {
-            let p = ing.blob_location(&blob).ok_or_else(|| Error::MissingBlob {
-                what: what.clone(),
-                path: blob.to_string(),
-            })?;
-            let mut head = [0u8; 8];
-            let n = std::fs::File::open(&p)
-                .and_then(|mut f| f.read(&mut head))
-                .ctx("read", &p)?;
-            Compression::detect(&head[..n])?
-                .oci_layer_media_type()
-                .to_owned()
-        };
+        let media_type = ing.blob_media_type(&blob, &what)?.to_owned();
         let created = now_rfc3339();
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            a => a,
-        };
         let history = HistoryBuilder::default()
             .created(created.clone())
             .created_by(
@@ -111,7 +93,7 @@ impl Store {
             .map_err(|e| Error::invalid("history", e.to_string()))?;
         let mut cfg = ImageConfiguration::default();
         cfg.set_created(Some(created.clone()));
-        cfg.set_architecture(arch.into());
+        cfg.set_architecture(oci_arch().into());
         cfg.set_os("linux".into());
         cfg.set_config(Some(config));
         cfg.set_rootfs(
@@ -125,7 +107,13 @@ impl Store {
         let config =
             serde_json::to_vec(&cfg).map_err(|e| Error::invalid("config", e.to_string()))?;
         let id = ing.blob_bytes(&config, "config")?;
-        let layers = vec![layer_ref(blob, media_type, blob_size, diff_id, size)];
+        let layers = vec![LayerRef {
+            diff_id,
+            blob,
+            media_type,
+            blob_size,
+            size,
+        }];
         let manifest = synth_manifest(&config, &layers)?;
         let mdigest = ing.blob_bytes(&manifest, "manifest")?;
         let rec = ImageRecord {

@@ -19,7 +19,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::extract::unpack;
 use crate::fsutil;
 use crate::reference::Name;
-use crate::store::{ImageRecord, LayerRef, Stage, Store};
+use crate::store::{ImageRecord, Stage, Store};
 
 /// Called with bytes done so far and the total, for progress bars.
 pub type Progress<'a> = &'a dyn Fn(u64, u64);
@@ -170,17 +170,14 @@ impl<'s> Ingest<'s> {
         newly_staged: bool,
         what: &str,
     ) -> Result<(Digest, u64)> {
-        if let Some(d) = expect {
+        let known = expect.and_then(|d| Some((d, self.known_layer(d)?)));
+        if let Some((d, info)) = &known {
             // A stored layer that this blob was verified to produce: nothing to read.
-            if !newly_staged {
-                if let Some(info) = self.known_layer(d) {
-                    if info.blobs.contains(blob)
-                        || blob == d
-                        || self.pairs.contains(&(blob.clone(), d.clone()))
-                    {
-                        return Ok((d.clone(), info.size));
-                    }
-                }
+            let verified = info.blobs.contains(blob)
+                || blob == *d
+                || self.pairs.contains(&(blob.clone(), (*d).clone()));
+            if !newly_staged && verified {
+                return Ok(((*d).clone(), info.size));
             }
         }
         let blob_path = self.blob_location(blob).ok_or_else(|| Error::MissingBlob {
@@ -197,10 +194,7 @@ impl<'s> Ingest<'s> {
         } else {
             HashReader::new(plain)
         };
-        let must_unpack = match expect {
-            Some(d) => self.known_layer(d).is_none(),
-            None => true,
-        };
+        let must_unpack = known.is_none();
         let dir = self.next_path("layer");
         let corrupt = |e: io::Error| Error::Corrupt {
             what: what.to_owned(),
@@ -229,7 +223,8 @@ impl<'s> Ingest<'s> {
         }
         self.pairs.insert((blob.clone(), diff_id.clone()));
         if must_unpack {
-            if self.known_layer(&diff_id).is_some() {
+            // Without an expected diff_id (import), the layer may turn out to be known.
+            if expect.is_none() && self.known_layer(&diff_id).is_some() {
                 fsutil::remove_tree(
                     fsutil::open_dir(self.stage.path())?,
                     dir.file_name().unwrap_or_default(),
@@ -240,6 +235,20 @@ impl<'s> Ingest<'s> {
             }
         }
         Ok((diff_id, size))
+    }
+
+    /// The OCI media type of a staged or stored layer blob, by its magic number: for layers
+    /// that came without a descriptor (docker-archive, import).
+    pub(crate) fn blob_media_type(&self, blob: &Digest, what: &str) -> Result<&'static str> {
+        let p = self.blob_location(blob).ok_or_else(|| Error::MissingBlob {
+            what: what.to_owned(),
+            path: blob.to_string(),
+        })?;
+        let mut head = [0u8; 8];
+        let n = File::open(&p)
+            .and_then(|mut f| f.read(&mut head))
+            .ctx("read", &p)?;
+        Ok(Compression::detect(&head[..n])?.oci_layer_media_type())
     }
 
     /// What is known of a layer that is stored or staged.
@@ -376,21 +385,4 @@ fn publish_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
         fs::set_permissions(to, fs::Permissions::from_mode(mode)).ctx("chmod", to)?;
     }
     Ok(())
-}
-
-/// A record for an image whose blobs are staged: the layers in order.
-pub(crate) fn layer_ref(
-    blob: Digest,
-    media_type: String,
-    blob_size: u64,
-    diff_id: Digest,
-    size: u64,
-) -> LayerRef {
-    LayerRef {
-        diff_id,
-        blob,
-        media_type,
-        blob_size,
-        size,
-    }
 }

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use serde::Deserialize;
 
-use crate::compress::{layer_media_type_known, Compression};
+use crate::compress::layer_media_type_known;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::ingest::{layer_ref, Ingest, Progress};
+use crate::ingest::{Ingest, Progress};
 use crate::reference::Name;
 use crate::source::Source;
-use crate::store::{ImageRecord, Store};
+use crate::store::{ImageRecord, LayerRef, Store};
 
 /// One image a load stored.
 #[derive(Debug, Clone)]
@@ -186,9 +186,15 @@ fn ingest_plan(ing: &mut Ingest<'_>, src: &Source, p: &Plan) -> Result<ImageReco
         let (diff_id, dsize) = ing.layer(&blob, Some(want), !known, &what)?;
         let media_type = match &l.announced {
             Some((_, _, mt)) => mt.clone(),
-            None => media_type_of(ing, &blob)?.to_owned(),
+            None => ing.blob_media_type(&blob, &what)?.to_owned(),
         };
-        layers.push(layer_ref(blob, media_type, blob_size, diff_id, dsize));
+        layers.push(LayerRef {
+            diff_id,
+            blob,
+            media_type,
+            blob_size,
+            size: dsize,
+        });
     }
     let config_digest = ing.blob_bytes(&p.config, &format!("{} config", p.what))?;
     debug_assert_eq!(config_digest, p.config_digest);
@@ -206,19 +212,6 @@ fn ingest_plan(ing: &mut Ingest<'_>, src: &Source, p: &Plan) -> Result<ImageReco
         layers,
         created: cfg.created().clone(),
     })
-}
-
-/// The OCI media type of a blob by its magic number.
-fn media_type_of(ing: &Ingest<'_>, blob: &Digest) -> Result<&'static str> {
-    use std::io::Read;
-    let p = ing.blob_location(blob).ok_or_else(|| Error::MissingBlob {
-        what: "layer".into(),
-        path: blob.to_string(),
-    })?;
-    let mut head = [0u8; 8];
-    let mut f = std::fs::File::open(&p).map_err(|e| Error::io("open", &p, e))?;
-    let n = f.read(&mut head).map_err(|e| Error::io("read", &p, e))?;
-    Ok(Compression::detect(&head[..n])?.oci_layer_media_type())
 }
 
 /// An OCI manifest for layers that came without one (docker-archive, import).
@@ -411,13 +404,17 @@ fn names_of(desc: &Descriptor) -> Vec<Name> {
     }
 }
 
-fn platform_matches(p: &oci_spec::image::Platform) -> bool {
-    let arch = match std::env::consts::ARCH {
+/// This machine's architecture as OCI names it (image-spec config.md: Go's GOARCH values).
+pub(crate) fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
         a => a,
-    };
-    p.os().to_string() == "linux" && p.architecture().to_string() == arch
+    }
+}
+
+fn platform_matches(p: &oci_spec::image::Platform) -> bool {
+    p.os().to_string() == "linux" && p.architecture().to_string() == oci_arch()
 }
 
 fn manifest_plan(
