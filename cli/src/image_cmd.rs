@@ -151,10 +151,12 @@ pub fn save(store: &Store, output: Option<&Path>, format: &str, images: &[String
     Ok(())
 }
 
-fn split_name(n: &str) -> (String, String) {
-    match Name::parse(n) {
-        Ok(x) => (x.repository(), x.tag().to_owned()),
-        Err(_) => (n.to_owned(), String::new()),
+/// REPOSITORY and TAG of a name, `<none>` for an untagged image (as docker shows them).
+fn repo_tag(n: Option<&String>) -> (String, String) {
+    match n.map(|n| (n, Name::parse(n))) {
+        Some((_, Ok(x))) => (x.repository(), x.tag().to_owned()),
+        Some((n, Err(_))) => (n.clone(), String::new()),
+        None => ("<none>".into(), "<none>".into()),
     }
 }
 
@@ -176,7 +178,7 @@ pub fn images(store: &Store, fmt: Format) -> Result<()> {
             i.names.iter().map(Some).collect()
         };
         for n in names {
-            let (repo, tag) = n.map_or(("<none>".into(), "<none>".into()), |n| split_name(n));
+            let (repo, tag) = repo_tag(n);
             rows.push(vec![
                 repo.clone(),
                 tag.clone(),
@@ -337,7 +339,7 @@ pub fn df(store: &Store, verbose: bool, fmt: Format) -> Result<()> {
             .images
             .iter()
             .map(|u| {
-                let (repo, tag) = u.info.names.first().map_or(("<none>".into(), "<none>".into()), |n| split_name(n));
+                let (repo, tag) = repo_tag(u.info.names.first());
                 json!({"Repository": repo, "Tag": tag, "Id": u.info.record.id.to_string(), "Size": u.size,
                        "SharedSize": u.shared, "UniqueSize": u.unique, "Containers": u.info.holders.len()})
             })
@@ -361,11 +363,7 @@ pub fn df(store: &Store, verbose: bool, fmt: Format) -> Result<()> {
             .images
             .iter()
             .map(|u| {
-                let (repo, tag) = u
-                    .info
-                    .names
-                    .first()
-                    .map_or(("<none>".into(), "<none>".into()), |n| split_name(n));
+                let (repo, tag) = repo_tag(u.info.names.first());
                 vec![
                     repo,
                     tag,
