@@ -26,12 +26,30 @@ const TTL: Duration = Duration::from_secs(86400);
 #[derive(Debug)]
 pub struct StrataFs {
     u: Arc<Union>,
+    /// Entry and attribute timeout: [`TTL`], or 0 for a diff view, whose changeset may be the
+    /// live upper of another mount.
+    ttl: Duration,
+    /// Let the kernel keep file pages and directory listings across opens.
+    keep_cache: bool,
 }
 
 impl StrataFs {
     /// Serves `u`.
     pub fn new(u: Arc<Union>) -> Self {
-        StrataFs { u }
+        let live = u.is_diff_view();
+        StrataFs {
+            u,
+            ttl: if live { Duration::ZERO } else { TTL },
+            keep_cache: !live,
+        }
+    }
+
+    fn cache_flags(&self, dir: bool) -> FopenFlags {
+        match (self.keep_cache, dir) {
+            (false, _) => FopenFlags::empty(),
+            (true, false) => FopenFlags::FOPEN_KEEP_CACHE,
+            (true, true) => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+        }
     }
 }
 
@@ -113,7 +131,7 @@ fn oflags(f: OpenFlags) -> OFlags {
 impl StrataFs {
     fn reply_entry(&self, r: crate::error::Result<Attr>, reply: ReplyEntry) {
         match r {
-            Ok(a) => reply.entry(&TTL, &fattr(&a), Generation(0)),
+            Ok(a) => reply.entry(&self.ttl, &fattr(&a), Generation(0)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -137,7 +155,7 @@ impl Filesystem for StrataFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.u.lookup(parent.0, name) {
-            Ok(a) => reply.entry(&TTL, &fattr(&a), Generation(0)),
+            Ok(a) => reply.entry(&self.ttl, &fattr(&a), Generation(0)),
             // A cached negative entry (node id 0) saves the next lookup of a missing name.
             Err(e) if e.errno() == libc::ENOENT => {
                 let mut a = fattr(&Attr {
@@ -155,7 +173,7 @@ impl Filesystem for StrataFs {
                     ctime: (0, 0),
                 });
                 a.ino = INodeNo(0);
-                reply.entry(&TTL, &a, Generation(0))
+                reply.entry(&self.ttl, &a, Generation(0))
             }
             Err(e) => reply.error(err(e)),
         }
@@ -167,7 +185,7 @@ impl Filesystem for StrataFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.u.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(a) => reply.attr(&TTL, &fattr(&a)),
+            Ok(a) => reply.attr(&self.ttl, &fattr(&a)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -199,7 +217,7 @@ impl Filesystem for StrataFs {
             mtime: mtime.map(untime),
         };
         match self.u.setattr(ctx(req), ino.0, fh.map(|f| f.0), set) {
-            Ok(a) => reply.attr(&TTL, &fattr(&a)),
+            Ok(a) => reply.attr(&self.ttl, &fattr(&a)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -319,7 +337,7 @@ impl Filesystem for StrataFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.u.open(ino.0, oflags(flags)) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(fh) => reply.opened(FileHandle(fh), self.cache_flags(false)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -403,10 +421,7 @@ impl Filesystem for StrataFs {
         // The listing is built (or taken from the cache) now and kept by the handle, so a
         // directory read in several calls sees one consistent snapshot.
         match self.u.opendir(ino.0) {
-            Ok(fh) => reply.opened(
-                FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
-            ),
+            Ok(fh) => reply.opened(FileHandle(fh), self.cache_flags(true)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -462,7 +477,7 @@ impl Filesystem for StrataFs {
                 INodeNo(a.ino),
                 off,
                 OsStr::from_bytes(name),
-                &TTL,
+                &self.ttl,
                 &fattr(&a),
                 Generation(0),
             ) {
@@ -569,11 +584,11 @@ impl Filesystem for StrataFs {
             .create(ctx(req), parent.0, name, mode, NewKind::File(fl))
         {
             Ok((a, Some(fh))) => reply.created(
-                &TTL,
+                &self.ttl,
                 &fattr(&a),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE,
+                self.cache_flags(false),
             ),
             Ok((_, None)) => reply.error(FErrno::from_i32(libc::EIO)),
             Err(e) => reply.error(err(e)),

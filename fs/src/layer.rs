@@ -42,6 +42,20 @@ pub struct Layer {
     pub upper: bool,
     /// True when the kernel itself keeps this layer read-only and noatime (private clone).
     pub kernel_ro: bool,
+    /// `sha256:HEX` when the directory is a layer of a strata store (`…/layers/<diff_id hex>`):
+    /// provenance then names the layer by its digest, not only by its position.
+    pub digest: Option<String>,
+}
+
+/// The digest of a store layer directory, from its path (`…/layers/<64 hex>`).
+pub fn store_digest(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let parent = path.parent()?.file_name()?;
+    let hex = name.len() == 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (hex && parent == "layers").then(|| format!("sha256:{name}"))
 }
 
 /// All layers of a mount, plus the work directory.
@@ -77,6 +91,7 @@ impl LayerStack {
                 ino_tag: 0,
                 upper: true,
                 kernel_ro: false,
+                digest: None,
             });
         }
         for low in &opts.lowerdirs {
@@ -90,6 +105,7 @@ impl LayerStack {
                 ino_tag: 0,
                 upper: false,
                 kernel_ro,
+                digest: store_digest(low),
             });
         }
         let mut work = None;
@@ -134,6 +150,25 @@ impl LayerStack {
     /// Every layer id, top first.
     pub fn all(&self) -> Vec<LayerId> {
         (0..self.layers.len() as LayerId).collect()
+    }
+
+    /// The name users see for layer `l`: `upper`, or its position counted from the base
+    /// (1 = the bottom lower, as `strata mount --layer N` counts).
+    pub fn number(&self, l: LayerId) -> Option<usize> {
+        let layer = self.layers.get(l as usize)?;
+        if layer.upper {
+            return None;
+        }
+        Some(self.layers.len() - l as usize)
+    }
+
+    /// `upper`, `N`, or `N sha256:HEX` for layer `l` (the value of `user.strata.layer`).
+    pub fn label(&self, l: LayerId) -> String {
+        match (self.number(l), &self.layers[l as usize].digest) {
+            (None, _) => "upper".into(),
+            (Some(n), Some(d)) => format!("{n} {d}"),
+            (Some(n), None) => n.to_string(),
+        }
     }
 }
 

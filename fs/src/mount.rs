@@ -32,6 +32,7 @@ pub fn build_union(opts: &MountOptions) -> Result<Arc<Union>, SetupError> {
         squash_uid: opts.squash_uid,
         squash_gid: opts.squash_gid,
         xattr_permissions: opts.xattr_permissions,
+        diff: opts.diff_view,
     };
     let u = Union::new(stack, cfg).map_err(|e| SetupError::Mount {
         path: PathBuf::new(),

@@ -35,6 +35,8 @@ pub struct MountOptions {
     pub xattr_permissions: u8,
     /// Write whiteouts as `.wh.NAME` files even where char 0/0 devices could be made.
     pub force_wh_whiteouts: bool,
+    /// `view=diff`: show only what the first lower layer changed (see `Config::diff`).
+    pub diff_view: bool,
     /// FUSE and VFS words passed to the mount (`allow_other`, `ro`, `noatime`, …).
     pub fuse_words: Vec<String>,
     /// Read-only requested with `ro` (also implied by a missing upperdir).
@@ -120,6 +122,13 @@ impl MountOptions {
         if o.upperdir.is_none() {
             o.read_only = true;
         }
+        if o.diff_view && o.upperdir.is_some() {
+            return Err(SetupError::BadOption {
+                option: "view=diff".into(),
+                why: "a diff view is read-only: give its layers as lowerdir= and no upperdir="
+                    .into(),
+            });
+        }
         Ok(o)
     }
 
@@ -167,6 +176,9 @@ impl MountOptions {
             ("whiteout", Some("wh" | "aufs")) => self.force_wh_whiteouts = true,
             ("whiteout", Some("char" | "kernel")) => self.force_wh_whiteouts = false,
             ("whiteout", _) => return Err(bad("expected whiteout=char or whiteout=wh")),
+            ("view", Some("diff")) => self.diff_view = true,
+            ("view", Some("union")) => self.diff_view = false,
+            ("view", _) => return Err(bad("expected view=diff or view=union")),
             ("ro", None) => {
                 self.read_only = true;
                 self.fuse_words.push("ro".into());

@@ -156,6 +156,17 @@ impl Union {
     /// Stat of the object that node `node` shows, from its top layer.
     pub(crate) fn stat_node(&self, node: &Node) -> Result<(Stat, usize)> {
         let st = node.state();
+        if self.cfg.diff && node.ino != ROOT && !st.unlinked {
+            // A diff view shows deletions that are not objects of their own: look again.
+            let pst = self.node(st.parent)?.state();
+            return match self.resolve(st.parent, &pst, &st.name)? {
+                Some(f) => Ok((f.st, 1)),
+                None => Err(Error::new(
+                    "stat: entry gone from the changeset",
+                    Errno::NOENT,
+                )),
+            };
+        }
         if st.unlinked {
             let p = node.pinned_fd("stat removed node")?;
             return Ok((rfs::fstat(&*p).op("fstat")?, st.layers.len()));

@@ -34,6 +34,12 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// A listing of `entries` (sorted by the caller).
+    pub fn new(entries: Vec<DirEntry>) -> Self {
+        let index = entries.iter().map(|e| e.name.clone()).collect();
+        Listing { entries, index }
+    }
+
     /// True when `name` is a visible entry.
     pub fn contains(&self, name: &[u8]) -> bool {
         self.index.contains(name)
@@ -43,6 +49,9 @@ impl Listing {
 impl Union {
     /// The merged listing of directory `ino`, from the cache or built now.
     pub fn listing(&self, ino: Ino) -> Result<Arc<Listing>> {
+        if self.cfg.diff {
+            return self.diff_listing(ino);
+        }
         let node = self.node(ino)?;
         if let Some(l) = node.listing.lock().clone() {
             return Ok(l);

@@ -13,6 +13,7 @@ mod file;
 mod links;
 mod listing;
 mod override_stat;
+mod provenance;
 mod rename;
 mod xattr;
 
@@ -30,6 +31,7 @@ use rustix::io::Errno;
 pub use attr::{Attr, SetAttr};
 pub use dir::NewKind;
 pub use listing::{DirEntry, Listing, Snapshot};
+pub use provenance::{Change, DiffCounts, Provenance, State, VIRTUAL_PREFIX};
 
 use crate::error::{is_absent, Error, Op, Result};
 use crate::idmap::IdMap;
@@ -71,6 +73,11 @@ pub struct Config {
     /// `security.fuseoverlayfs.override_stat`; 2 in `user.containers.override_stat` (what
     /// containers-storage's `force_mask` writes).
     pub xattr_permissions: u8,
+    /// A diff view (`view=diff`): layer 0 is one layer's changeset, shown alone, with its
+    /// deletions as character devices 0/0; the layers below are consulted only to classify
+    /// and to list what an opaque directory hides. Nothing is cached (TTL 0), because the
+    /// changeset may be the live upper of another mount.
+    pub diff: bool,
 }
 
 /// Where a node is and what supplies it.
@@ -195,6 +202,9 @@ impl Union {
         let mut layers = Vec::new();
         for id in u.stack.all() {
             layers.push(id);
+            if u.cfg.diff {
+                break;
+            }
             if id as usize + 1 < u.stack.layers.len() && u.is_opaque_root(id) {
                 break;
             }
@@ -228,6 +238,11 @@ impl Union {
         if let Some(f) = self.invalidator.get() {
             (f.0)(ino);
         }
+    }
+
+    /// True for a diff view (`view=diff`).
+    pub fn is_diff_view(&self) -> bool {
+        self.cfg.diff
     }
 
     /// The layer stack.
@@ -427,7 +442,12 @@ impl Union {
 
     /// True when directory `name` in `dirfd` is opaque, in any of the formats.
     pub(crate) fn is_opaque_dir(&self, dirfd: &OwnedFd, name: &OsStr) -> bool {
-        let p = Self::proc_path(dirfd, name);
+        let mut p = Self::proc_path(dirfd, name);
+        if name.as_bytes() == b"." {
+            // `/proc/self/fd/N` is a magic link, and the l*xattr calls would read the link
+            // itself; `/.` makes them read the directory it points at.
+            p.extend_from_slice(b"/.");
+        }
         let path = OsStr::from_bytes(&p);
         let mut names = [0u8; 4096];
         let has_xattr = match rfs::llistxattr(path, &mut names[..]) {
@@ -489,6 +509,20 @@ impl Union {
 
     /// [`Union::resolve`] for the directory at union path `rel` supplied by `layers`.
     pub(crate) fn resolve_in(
+        &self,
+        rel: &[u8],
+        layers: &[LayerId],
+        name: &OsStr,
+    ) -> Result<Option<Found>> {
+        if self.cfg.diff {
+            return self.diff_resolve(rel, name);
+        }
+        self.resolve_layers(rel, layers, name)
+    }
+
+    /// Resolves `name` in directory `rel` through `layers` as a union (first hit wins,
+    /// whiteouts and opaque directories stop the search).
+    pub(crate) fn resolve_layers(
         &self,
         rel: &[u8],
         layers: &[LayerId],

@@ -27,8 +27,22 @@ impl Union {
             || self.override_name().is_some_and(|o| o.as_bytes() == name)
     }
 
-    /// The raw xattr names of `ino`'s object, cached in the node.
+    /// The raw xattr names of `ino`'s object, cached in the node (not in a diff view, whose
+    /// changeset may change under it).
     fn names(&self, ino: Ino) -> Result<std::sync::Arc<Vec<u8>>> {
+        if self.cfg.diff {
+            // A deletion shown by a diff view is not an object of the changeset: no xattrs.
+            let node = self.node(ino)?;
+            let deleted = self
+                .stat_node(&node)
+                .is_ok_and(|(s, _)| whiteout::is_char_whiteout(&s));
+            let names = if deleted {
+                Vec::new()
+            } else {
+                self.with_path(ino, |p| list_xattrs(p).op("listxattr"))?
+            };
+            return Ok(std::sync::Arc::new(names));
+        }
         let node = self.node(ino)?;
         if let Some(n) = node.xattr_names.lock().clone() {
             return Ok(n);
@@ -46,6 +60,9 @@ impl Union {
 
     /// getxattr(2).
     pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
+        if let Some(v) = self.virtual_xattr(ino, name.as_bytes()) {
+            return v;
+        }
         if self.hidden(name.as_bytes()) {
             return Err(Error::new("getxattr", Errno::NODATA));
         }
