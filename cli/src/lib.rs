@@ -4,3 +4,4 @@
 pub mod image_cmd;
 pub mod mount_cmd;
 pub mod output;
+pub mod view_cmd;

@@ -1,11 +1,12 @@
 //! `strata`: containers without kernel overlayfs and without a daemon.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
 use clap::{Parser, Subcommand};
+use strata_cli::view_cmd;
 use strata_store::Store;
 
 mod logger;
@@ -27,7 +28,13 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Mount a union of layer directories (fuse-overlayfs options).
+    /// Mount an image (read-only, as of a layer, writable, or one layer's changes), or a union
+    /// of layer directories given with fuse-overlayfs options.
+    #[command(
+        override_usage = "strata mount [--layer N] [--writable [--keep]] IMAGE [MNT]\n       \
+                          strata mount --view diff IMAGE[@N]|WRITABLE_MNT [MNT]\n       \
+                          strata mount -o lowerdir=A:B,upperdir=U,workdir=W MNT"
+    )]
     Mount {
         /// Options, as fuse-overlayfs takes them: lowerdir=A:B,upperdir=U,workdir=W,...
         #[arg(short = 'o', action = clap::ArgAction::Append)]
@@ -47,13 +54,42 @@ enum Cmd {
         /// Debug logging (implies -f).
         #[arg(short = 'd')]
         debug: bool,
-        /// Where to mount.
-        mountpoint: PathBuf,
+        /// The image as it was after layer N (1 = the base layer).
+        #[arg(long, value_name = "N")]
+        layer: Option<usize>,
+        /// Add a scratch upper layer, removed by `strata umount` (unless --keep).
+        #[arg(long)]
+        writable: bool,
+        /// Keep the scratch upper after `strata umount`, and print its path.
+        #[arg(long)]
+        keep: bool,
+        /// union (the merged image) or diff (only what one layer changed).
+        #[arg(long, default_value = "union")]
+        view: String,
+        /// IMAGE [MNT] for an image; MNT for -o/--lower. Without MNT a temp dir is made and
+        /// printed.
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<OsString>,
     },
-    /// Unmount a strata mount.
+    /// Unmount a strata mount (and release what `strata mount IMAGE` took for it).
     Umount {
         /// The mountpoint.
         mountpoint: PathBuf,
+    },
+    /// Show where a path comes from: which layer supplies it, whether it was copied up, and
+    /// what it hides. PATH on a strata mount, or IMAGE PATH without a mount.
+    Which {
+        /// PATH, or IMAGE PATH.
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<OsString>,
+    },
+    /// One row per layer of an image: digest, size, what it added, modified and deleted.
+    Layers {
+        /// table or json (one object per line).
+        #[arg(long)]
+        format: Option<String>,
+        /// The image.
+        image: String,
     },
     /// Import a rootfs tarball (plain, gzip or zstd), a directory or stdin (-) as an image.
     Import {
@@ -169,13 +205,8 @@ enum SystemCmd {
     },
 }
 
-fn escape(p: &std::path::Path) -> String {
-    p.to_string_lossy()
-        .replace('\\', "\\\\")
-        .replace(':', "\\:")
-}
-
 fn run(args: Args) -> Result<()> {
+    let root = args.root.unwrap_or_else(Store::default_root);
     match args.cmd {
         Cmd::Mount {
             mut options,
@@ -184,10 +215,46 @@ fn run(args: Args) -> Result<()> {
             work,
             foreground,
             debug,
-            mountpoint,
+            layer,
+            writable,
+            keep,
+            view,
+            mut args,
         } => {
+            let view = view_cmd::View::parse(&view)?;
+            if options.is_empty() && lower.is_empty() {
+                if upper.is_some() || work.is_some() || foreground || debug {
+                    bail!("--upper, --work, -f and -d go with -o lowerdir=... or --lower");
+                }
+                logger::init(false);
+                let store = Store::open(root)?;
+                let image = args.remove(0);
+                let image = image
+                    .into_string()
+                    .map_err(|i| anyhow!("{}: not a valid image name", i.to_string_lossy()))?;
+                let req = view_cmd::MountRequest {
+                    image,
+                    mountpoint: args.pop().map(PathBuf::from),
+                    layer,
+                    writable,
+                    keep,
+                    view,
+                };
+                return view_cmd::mount_image(&store, &req);
+            }
+            if layer.is_some() || writable || keep || view != view_cmd::View::Union {
+                bail!(
+                    "--layer, --writable, --keep and --view apply to an image, not to -o/--lower"
+                );
+            }
+            if args.len() != 1 {
+                bail!("give one MOUNTPOINT after -o lowerdir=... (or --lower)");
+            }
             if !lower.is_empty() {
-                let l: Vec<String> = lower.iter().map(|p| escape(p)).collect();
+                let l: Vec<String> = lower
+                    .iter()
+                    .map(|p| view_cmd::escape_lower(p))
+                    .collect::<Result<_>>()?;
                 options.push(format!("lowerdir={}", l.join(":")));
             }
             if let Some(u) = upper {
@@ -205,14 +272,43 @@ fn run(args: Args) -> Result<()> {
             if foreground || debug {
                 argv.push("-f".into());
             }
-            argv.push(mountpoint.into_os_string());
+            argv.push(args.remove(0));
             let inv = strata_fs::options::Invocation::parse(argv)?;
             strata_cli::mount_cmd::run_invocation(&inv)
         }
-        Cmd::Umount { mountpoint } => strata_cli::mount_cmd::umount(&mountpoint),
+        Cmd::Umount { mountpoint } => {
+            let mnt = std::fs::canonicalize(&mountpoint).unwrap_or(mountpoint);
+            strata_cli::mount_cmd::umount(&mnt)?;
+            view_cmd::after_umount(&root, &mnt)
+        }
+        Cmd::Which { mut args } => {
+            logger::init(false);
+            if args.len() == 1 {
+                let store = root
+                    .join("refs")
+                    .exists()
+                    .then(|| Store::open(&root))
+                    .transpose()?;
+                return view_cmd::which_mounted(store.as_ref(), Path::new(&args[0]));
+            }
+            let path = args.pop().unwrap_or_default();
+            let image = args.remove(0);
+            let store = Store::open(root)?;
+            view_cmd::which_image(&store, &image.to_string_lossy(), &path.to_string_lossy())
+        }
+        Cmd::Layers { format, image } => {
+            logger::init(false);
+            let store = Store::open(root)?;
+            let json = match format.as_deref() {
+                None | Some("table") => false,
+                Some("json") => true,
+                Some(f) => bail!("unknown format {f:?}: expected table or json"),
+            };
+            view_cmd::layers(&store, &image, json)
+        }
         cmd => {
             logger::init(false);
-            let store = Store::open(args.root.unwrap_or_else(Store::default_root))?;
+            let store = Store::open(root)?;
             image_verb(&store, cmd)
         }
     }
@@ -263,7 +359,9 @@ fn image_verb(store: &Store, cmd: Cmd) -> Result<()> {
             verbose,
             Format::from_flags(false, format.as_deref())?,
         ),
-        Cmd::Mount { .. } | Cmd::Umount { .. } => unreachable!("handled in run"),
+        Cmd::Mount { .. } | Cmd::Umount { .. } | Cmd::Which { .. } | Cmd::Layers { .. } => {
+            unreachable!("handled in run")
+        }
     }
 }
 
