@@ -487,6 +487,15 @@ pub fn which_mounted(store: Option<&Store>, path: &Path) -> Result<()> {
             Err(e) => Err(anyhow!("{}: reading provenance: {e}", path.display())),
         }
     };
+    if let Ok(change) = own("change") {
+        // A diff view: its entries have a change, not a provenance.
+        println!("{}", path.display());
+        println!(
+            "  change     {} (by the layer this diff view shows)",
+            String::from_utf8_lossy(&change)
+        );
+        return Ok(());
+    }
     let layer = text(own("layer"))?;
     let state = text(own("state"))?;
     let shadows = text(own("shadows"))?;

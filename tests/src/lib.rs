@@ -26,6 +26,7 @@ use rustix::fs::{self as rfs, Mode, OFlags};
 
 mod fsutil;
 pub mod oci;
+pub mod reference;
 mod snapshot;
 pub mod store;
 
