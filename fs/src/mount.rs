@@ -81,7 +81,7 @@ fn mount_session(
     // The kernel has already applied the caller's umask to every mode it sends (we do not ask
     // for FUSE_DONT_MASK); the daemon's own umask must not strip bits a second time.
     rustix::process::umask(Mode::empty());
-    let fs = StrataFs::new(u.clone());
+    let fs = StrataFs::new(u.clone()).with_passthrough(opts.passthrough);
     if rustix::process::geteuid().is_root() {
         // Root, or root of a user namespace: mount(2) ourselves, so the type carries our
         // subtype and no setuid helper is involved.

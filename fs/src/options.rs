@@ -35,6 +35,9 @@ pub struct MountOptions {
     pub xattr_permissions: u8,
     /// Write whiteouts as `.wh.NAME` files even where char 0/0 devices could be made.
     pub force_wh_whiteouts: bool,
+    /// `passthrough=on|off`: let the kernel do the I/O of open files on their backing files
+    /// (root only; on by default).
+    pub passthrough: bool,
     /// `view=diff`: show only what the first lower layer changed (see `Config::diff`).
     pub diff_view: bool,
     /// FUSE and VFS words passed to the mount (`allow_other`, `ro`, `noatime`, …).
@@ -103,7 +106,10 @@ const IGNORED_KEYS: &[&str] = &[
 impl MountOptions {
     /// Parses the values of every `-o`, in order (later values win).
     pub fn parse<S: AsRef<str>>(groups: &[S]) -> Result<Self, SetupError> {
-        let mut o = MountOptions::default();
+        let mut o = MountOptions {
+            passthrough: true,
+            ..MountOptions::default()
+        };
         for group in groups {
             for item in split_options(group.as_ref())? {
                 o.apply(&item)?;
@@ -176,6 +182,9 @@ impl MountOptions {
             ("whiteout", Some("wh" | "aufs")) => self.force_wh_whiteouts = true,
             ("whiteout", Some("char" | "kernel")) => self.force_wh_whiteouts = false,
             ("whiteout", _) => return Err(bad("expected whiteout=char or whiteout=wh")),
+            ("passthrough", Some("on" | "1")) => self.passthrough = true,
+            ("passthrough", Some("off" | "0")) => self.passthrough = false,
+            ("passthrough", _) => return Err(bad("expected passthrough=on or passthrough=off")),
             ("view", Some("diff")) => self.diff_view = true,
             ("view", Some("union")) => self.diff_view = false,
             ("view", _) => return Err(bad("expected view=diff or view=union")),

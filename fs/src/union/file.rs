@@ -113,6 +113,20 @@ impl Union {
         .op("reopen")
     }
 
+    /// A file to register as the kernel's passthrough backing file of handle `fh`, and whether
+    /// it is the upper object. An upper object is reopened read-write (whatever the handle
+    /// allows), so that every later open of the inode, writers too, can share it.
+    pub fn backing_fd(&self, fh: u64) -> Result<(OwnedFd, bool)> {
+        let h = self.handle(fh)?;
+        if h.upper {
+            if let Ok(fd) = Self::reopen(&h.fd, OFlags::RDWR) {
+                return Ok((fd, true));
+            }
+        }
+        // Not writable: writers must not share it (they get ETXTBSY until it closes).
+        Ok((h.fd.try_clone().op("dup")?, false))
+    }
+
     /// Closes handle `fh`.
     pub fn release(&self, fh: u64) {
         self.handles.remove(&fh);

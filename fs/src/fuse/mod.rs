@@ -15,6 +15,8 @@ use fuser::{
 };
 use rustix::fs::{FileType, OFlags};
 
+mod passthrough;
+
 use crate::error::Error;
 use crate::union::{Attr, Ctx, NewKind, SetAttr, Union, ROOT};
 
@@ -31,6 +33,9 @@ pub struct StrataFs {
     ttl: Duration,
     /// Let the kernel keep file pages and directory listings across opens.
     keep_cache: bool,
+    /// Ask the kernel for passthrough at INIT (root, and not turned off).
+    want_passthrough: bool,
+    pt: passthrough::Passthrough,
 }
 
 impl StrataFs {
@@ -41,7 +46,16 @@ impl StrataFs {
             u,
             ttl: if live { Duration::ZERO } else { TTL },
             keep_cache: !live,
+            want_passthrough: false,
+            pt: passthrough::Passthrough::default(),
         }
+    }
+
+    /// Serves `u`, with passthrough of open files when `on` and this process may use it
+    /// (real root; see `passthrough.rs`).
+    pub fn with_passthrough(mut self, on: bool) -> Self {
+        self.want_passthrough = on && passthrough::allowed();
+        self
     }
 
     fn cache_flags(&self, dir: bool) -> FopenFlags {
@@ -150,6 +164,17 @@ impl Filesystem for StrataFs {
         // checks ETXTBSY, so open(O_TRUNC) of a running binary emptied it (pjdfstest
         // open::etxtbsy). Without it the kernel truncates with SETATTR after its checks.
         let _ = config.add_capabilities(want & config.capabilities());
+        // Passthrough and the writeback cache exclude each other (the kernel drops passthrough
+        // when both are set); strata uses no writeback cache. Stack depth 1: the backing files
+        // sit on a plain filesystem, and the mount itself can still be a layer of overlayfs
+        // (reference/fuse-layer.md §6).
+        if self.want_passthrough
+            && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.set_max_stack_depth(1).is_ok()
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+        {
+            self.pt.enable();
+        }
         Ok(())
     }
 
@@ -208,6 +233,11 @@ impl Filesystem for StrataFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if size.is_some() && fh.is_none() && self.pt.lower_busy(ino.0) {
+            // truncate(2) of a file whose readers read its lower object through passthrough:
+            // its new data could not reach them (see passthrough.rs).
+            return reply.error(FErrno::from_i32(libc::ETXTBSY));
+        }
         let set = SetAttr {
             mode,
             uid,
@@ -336,9 +366,24 @@ impl Filesystem for StrataFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.u.open(ino.0, oflags(flags)) {
-            Ok(fh) => reply.opened(FileHandle(fh), self.cache_flags(false)),
-            Err(e) => reply.error(err(e)),
+        let fl = oflags(flags);
+        let fh = match self.u.open(ino.0, fl) {
+            Ok(fh) => fh,
+            Err(e) => return reply.error(err(e)),
+        };
+        let writes = fl.intersects(OFlags::WRONLY | OFlags::RDWR);
+        match self
+            .pt
+            .attach(&self.u, ino.0, fh, writes, |fd| reply.open_backing(fd))
+        {
+            passthrough::Decision::Pass(id) => {
+                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
+            }
+            passthrough::Decision::Plain => reply.opened(FileHandle(fh), self.cache_flags(false)),
+            passthrough::Decision::Busy => {
+                self.u.release(fh);
+                reply.error(FErrno::from_i32(libc::ETXTBSY))
+            }
         }
     }
 
@@ -399,6 +444,7 @@ impl Filesystem for StrataFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.pt.detach(fh.0);
         self.u.release(fh.0);
         reply.ok()
     }
@@ -583,13 +629,29 @@ impl Filesystem for StrataFs {
             .u
             .create(ctx(req), parent.0, name, mode, NewKind::File(fl))
         {
-            Ok((a, Some(fh))) => reply.created(
-                &self.ttl,
-                &fattr(&a),
-                Generation(0),
-                FileHandle(fh),
-                self.cache_flags(false),
-            ),
+            Ok((a, Some(fh))) => {
+                let d = self
+                    .pt
+                    .attach(&self.u, a.ino, fh, true, |fd| reply.open_backing(fd));
+                match d {
+                    passthrough::Decision::Pass(id) => reply.created_passthrough(
+                        &self.ttl,
+                        &fattr(&a),
+                        Generation(0),
+                        FileHandle(fh),
+                        FopenFlags::empty(),
+                        &id,
+                    ),
+                    // A new file is in the upper: Busy cannot happen; serve it plainly.
+                    _ => reply.created(
+                        &self.ttl,
+                        &fattr(&a),
+                        Generation(0),
+                        FileHandle(fh),
+                        self.cache_flags(false),
+                    ),
+                }
+            }
             Ok((_, None)) => reply.error(FErrno::from_i32(libc::EIO)),
             Err(e) => reply.error(err(e)),
         }
