@@ -234,11 +234,14 @@ fn priv_writer_waits_for_passthrough_readers_of_the_lower_file() {
     if !require_mount() {
         return;
     }
-    // As root, reads are passthrough on the lower file, and the kernel allows one backing
-    // file per inode while it is open (fs/passthrough.rs): a writer gets ETXTBSY until the
-    // readers close, and the lower file never changes.
+    // As root, reads of files of 64 KiB and more are passthrough on the lower file, and the
+    // kernel allows one backing file per inode while it is open (fs/src/fuse/passthrough.rs):
+    // a writer gets ETXTBSY until the readers close, and the lower file never changes.
     let mut fx = Fixture::new(1);
-    write(fx.l(0, "f"), "original");
+    let tail = "x".repeat(70_000);
+    let original = format!("original{tail}");
+    write(fx.l(0, "f"), &original);
+    write(fx.l(0, "small"), "small");
     age_atimes(fx.lower(0));
     let before = snapshot(fx.lower(0));
     fx.mount();
@@ -260,21 +263,28 @@ fn priv_writer_waits_for_passthrough_readers_of_the_lower_file() {
         "{err}"
     );
     // A second reader shares the first one's backing file and sees the same data.
-    assert_eq!(read_str(fx.m("f")), "original");
+    assert_eq!(read_str(fx.m("f")), original);
     let mut rest = String::new();
     ro.read_to_string(&mut rest).unwrap();
-    assert_eq!(rest, "inal");
+    assert_eq!(rest, original[4..]);
     drop(ro);
     append(fx.m("f"), "+more");
-    assert_eq!(read_str(fx.m("f")), "original+more");
-    assert_eq!(read_str(fx.u("f")), "original+more");
+    assert_eq!(read_str(fx.m("f")), format!("{original}+more"));
+    assert_eq!(read_str(fx.u("f")), format!("{original}+more"));
     // Readers and writers of the upper file now share its read-write backing file.
     let mut r2 = fs::File::open(fx.m("f")).unwrap();
     append(fx.m("f"), "!");
     let mut all = String::new();
     r2.read_to_string(&mut all).unwrap();
-    assert_eq!(all, "original+more!");
+    assert_eq!(all, format!("{original}+more!"));
     drop(r2);
+    // A small file is served by the daemon: its writer does not wait for its reader.
+    let mut rs = fs::File::open(fx.m("small")).unwrap();
+    append(fx.m("small"), "+");
+    let mut s = String::new();
+    rs.read_to_string(&mut s).unwrap();
+    assert_eq!(read_str(fx.m("small")), "small+");
+    drop(rs);
     assert_same_snapshot("lower", &before, &snapshot(fx.lower(0)));
 }
 

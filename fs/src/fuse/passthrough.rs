@@ -16,6 +16,12 @@
 //!   close. The copy-up itself already happened and is harmless.
 //! - an upper file's backing is opened read-write whatever the first open asked for, so that a
 //!   later writer can share it.
+//!
+//! Small files are not passed through: registering and dropping a backing file costs two
+//! ioctls per open, more than the page-cache reads they would save (reference/fuse-layer.md
+//! §4.4, item 4: `cat` of many small cached files was slower with passthrough). The first open
+//! of an inode decides by its size, and later opens follow while any is open, because the
+//! kernel refuses to mix the two modes on one inode.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,11 +33,24 @@ use fuser::BackingId;
 
 use crate::union::{Ino, Union};
 
-/// The passthrough state of one inode with open files.
+/// Files smaller than this, at their first open, are served without passthrough.
+pub(super) const MIN_SIZE: u64 = 64 * 1024;
+
+/// How the open files of one inode are served.
+enum Mode {
+    /// Through the daemon.
+    Plain,
+    /// By the kernel, on this backing file.
+    Pass {
+        id: Arc<BackingId>,
+        /// The backing file is the upper object (writable).
+        upper: bool,
+    },
+}
+
+/// The state of one inode with open files.
 struct Slot {
-    id: Arc<BackingId>,
-    /// The backing file is the upper object (writable).
-    upper: bool,
+    mode: Mode,
     /// Open handles sharing it.
     opens: usize,
 }
@@ -101,14 +120,24 @@ impl Passthrough {
         match self.slots.entry(ino) {
             Entry::Occupied(mut o) => {
                 let s = o.get_mut();
-                if writes && !s.upper {
-                    return Decision::Busy;
-                }
+                let d = match &s.mode {
+                    Mode::Pass { upper: false, .. } if writes => return Decision::Busy,
+                    Mode::Pass { id, .. } => Decision::Pass(id.clone()),
+                    Mode::Plain => Decision::Plain,
+                };
                 s.opens += 1;
                 self.handles.insert(fh, ino);
-                Decision::Pass(s.id.clone())
+                d
             }
             Entry::Vacant(v) => {
+                if u.handle_size(fh).is_ok_and(|n| n < MIN_SIZE) {
+                    v.insert(Slot {
+                        mode: Mode::Plain,
+                        opens: 1,
+                    });
+                    self.handles.insert(fh, ino);
+                    return Decision::Plain;
+                }
                 let (fd, upper) = match u.backing_fd(fh) {
                     Ok(x) => x,
                     Err(e) => {
@@ -120,8 +149,10 @@ impl Passthrough {
                     Ok(id) => {
                         let id = Arc::new(id);
                         v.insert(Slot {
-                            id: id.clone(),
-                            upper,
+                            mode: Mode::Pass {
+                                id: id.clone(),
+                                upper,
+                            },
                             opens: 1,
                         });
                         self.handles.insert(fh, ino);
@@ -155,6 +186,8 @@ impl Passthrough {
     /// True when inode `ino` is open with its lower object as the backing file (a change of
     /// its data must wait, see the module doc).
     pub(super) fn lower_busy(&self, ino: Ino) -> bool {
-        self.slots.get(&ino).is_some_and(|s| !s.upper)
+        self.slots
+            .get(&ino)
+            .is_some_and(|s| matches!(s.mode, Mode::Pass { upper: false, .. }))
     }
 }

@@ -415,6 +415,11 @@ impl Union {
     /// Writes a whiteout for `name` in the upper dir `updir`.
     pub(crate) fn make_whiteout(&self, updir: &OwnedFd, name: &OsStr) -> Result<()> {
         if self.stack.whiteout == Format::Kernel {
+            match self.link_whiteout(updir, name) {
+                Ok(()) => return Ok(()),
+                Err(e) if e == Errno::EXIST => return Err(Error::new("whiteout", e)),
+                Err(_) => {}
+            }
             match rfs::mknodat(updir, name, FileType::CharacterDevice, Mode::empty(), 0) {
                 Ok(()) => return Ok(()),
                 Err(e) if crate::error::is_unsupported(e) => {}
@@ -422,6 +427,35 @@ impl Union {
             }
         }
         self.make_wh_file(updir, name)
+    }
+
+    /// Links the shared whiteout of the work dir to `name`. Making a device node allocates an
+    /// inode, which costs ext4 about 100 µs; a link costs a tenth of that. Kernel overlayfs
+    /// shares one whiteout inode the same way (`ovl_whiteout()`, fs/overlayfs/dir.c), and
+    /// makes a new one when the link count is full (EMLINK).
+    fn link_whiteout(&self, updir: &OwnedFd, name: &OsStr) -> std::result::Result<(), Errno> {
+        const SHARED: &str = "#strata-whiteout";
+        let work = self.work().map_err(|e| e.errno)?;
+        let link = || rfs::linkat(work, SHARED, updir, name, AtFlags::empty());
+        match link() {
+            Err(Errno::NOENT) | Err(Errno::MLINK) => {}
+            r => return r,
+        }
+        {
+            let _g = self.whiteout_lock.lock();
+            // Another thread may have replaced it meanwhile.
+            match link() {
+                Err(Errno::NOENT) | Err(Errno::MLINK) => {}
+                r => return r,
+            }
+            let tmp = self.tmp_name();
+            rfs::mknodat(work, &tmp, FileType::CharacterDevice, Mode::empty(), 0)?;
+            if let Err(e) = rfs::renameat(work, &tmp, work, SHARED) {
+                let _ = rfs::unlinkat(work, &tmp, AtFlags::empty());
+                return Err(e);
+            }
+        }
+        link()
     }
 
     fn make_wh_file(&self, updir: &OwnedFd, name: &OsStr) -> Result<()> {

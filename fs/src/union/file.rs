@@ -127,6 +127,11 @@ impl Union {
         Ok((h.fd.try_clone().op("dup")?, false))
     }
 
+    /// The size of handle `fh`'s file now.
+    pub fn handle_size(&self, fh: u64) -> Result<u64> {
+        Ok(rfs::fstat(&self.handle(fh)?.fd).op("fstat")?.st_size as u64)
+    }
+
     /// Closes handle `fh`.
     pub fn release(&self, fh: u64) {
         self.handles.remove(&fh);

@@ -179,6 +179,8 @@ pub struct Union {
     pub(crate) invalidator: std::sync::OnceLock<Invalidator>,
     /// Serializes directory copy-ups (metadata only, fast).
     pub(crate) dir_copy_lock: Mutex<()>,
+    /// Held while the shared whiteout in the work dir is replaced (see `make_whiteout`).
+    pub(crate) whiteout_lock: Mutex<()>,
 }
 
 impl Union {
@@ -197,6 +199,7 @@ impl Union {
             origin_xattr,
             links: links::LinkIndex::default(),
             dir_copy_lock: Mutex::new(()),
+            whiteout_lock: Mutex::new(()),
             invalidator: std::sync::OnceLock::new(),
         };
         let mut layers = Vec::new();
