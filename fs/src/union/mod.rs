@@ -701,7 +701,18 @@ impl Union {
                 *node.pinned.lock() = None;
                 *node.listing.lock() = None;
                 *node.xattr_names.lock() = None;
-            } else if st.layers != f.layers && (st.parent, st.name.as_os_str()) == (parent, name) {
+            } else if st.layers != f.layers
+                && (st.parent, st.name.as_os_str()) == (parent, name)
+                && !(st.layers.first() == Some(&UPPER)
+                    && self.has_upper()
+                    && f.layers.first() != Some(&UPPER))
+            {
+                // Never back from the upper to a lower object: a lookup that resolved the
+                // name before a concurrent copy-up finished carries the lower layers, and
+                // taking them would send this node's next write to the read-only lower
+                // (EROFS; seen with FUSE_POSIX_ACL, whose GETXATTRs shift the timing). The
+                // upper object leaves only by unlink or rename, which the branches above and
+                // the name check handle.
                 st.layers = f.layers.clone();
             }
         }
