@@ -6,9 +6,18 @@ Every repetition runs each implementation on a fresh mount with an empty upper, 
 shuffled order (interleaved, so background load hits every implementation alike). Prints
 medians, the ratio strata/peer (time ratio: < 1 means strata is faster) and each daemon's
 peak RSS. Every workload checks its result, so a fast wrong answer fails the run.
-Run as root: ./bench/run.py [--quick] [--reps N] [--only W1,W3]
+Run as root: ./bench/run.py [--quick] [--reps N] [--only W1,W3] [--rootless] [--rss-files N]
+
+--rootless runs every implementation as the unprivileged user strata-test inside a user and
+mount namespace (`unshare -Urm`): kernel overlayfs with `userxattr`, the FUSE daemons as
+namespace root, so no FUSE passthrough (it needs real root). The native copy is left out
+(a plain user may not hard-link root's files). Caches are still dropped for the cold
+workloads: the root parent process does it when the namespaced child asks.
+
+--rss-files N builds a lower of N empty files and reports each daemon's peak RSS after a
+find+stat walk of it (memory must stay bounded as the walk grows).
 """
-import argparse, os, random, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, os, random, shutil, statistics, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("BENCH_DATA", os.path.join(ROOT, "data"))
@@ -16,6 +25,9 @@ STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "..", "target", "releas
 FO1 = shutil.which("fuse-overlayfs") or "/usr/bin/fuse-overlayfs"
 FO2 = "/opt/strata-tools/bin/fuse-overlayfs"
 LOWERS = [os.path.join(DATA, l) for l in ("lower1", "lower2", "lower3")]
+ROOTLESS = os.environ.get("STRATA_BENCH_ROOTLESS") == "1"
+DROP_FIFO = os.environ.get("STRATA_BENCH_DROP_FIFO")
+UNPRIV_USER = "strata-test"
 
 
 def sh(cmd, **kw):
@@ -23,6 +35,13 @@ def sh(cmd, **kw):
 
 
 def drop_caches():
+    if DROP_FIFO:
+        # In the user namespace: the root parent drops the caches and answers.
+        with open(DROP_FIFO + ".req", "w") as f:
+            f.write("drop\n")
+        with open(DROP_FIFO + ".ack") as f:
+            f.read()
+        return
     sh("sync; echo 3 > /proc/sys/vm/drop_caches")
 
 
@@ -45,7 +64,8 @@ class Mount:
             # git writes its index: give the native tree its own copy, never a link to a lower.
             sh(f"rm -rf {self.mnt}/repo/.git && cp -a {LOWERS[0]}/repo/.git {self.mnt}/repo/.git")
         elif impl == "kernel":
-            sh(f"mount -t overlay overlay -o {opts} {self.mnt}")
+            extra = ",userxattr" if ROOTLESS else ""
+            sh(f"mount -t overlay overlay -o {opts}{extra} {self.mnt}")
         elif impl == "fo1":
             sh(f"{FO1} -o {opts} {self.mnt}")
         elif impl == "fo2":
@@ -99,11 +119,15 @@ def expect(cond, what):
 # Each workload: (name, setup(mnt) or None, run(mnt) -> checked value, needs_cold)
 def w_find_stat(m):
     out = sh(f"find {m} -xdev -print0 | xargs -0 stat -c %s | wc -l")
+    expect(int(out) > 1000, f"find+stat saw {out.strip()} entries")
     return int(out)
 
 
 def w_ls_lR(m):
-    return len(sh(f"ls -lR {m}/small").splitlines())
+    out = sh(f"ls -lR {m}/small").splitlines()
+    files = sum(1 for l in out if l.startswith("-"))
+    expect(files >= 1000, f"ls -lR listed {files} files")
+    return len(out)
 
 
 def w_seq_read(m):
@@ -139,7 +163,10 @@ def w_rm_rf(m):
 
 
 def w_git_status(m):
-    return sh(f"git -C {m}/repo status --porcelain | wc -l").strip()
+    # safe.directory: rootless, the repository belongs to an id the namespace does not map.
+    out = sh(f"git -c safe.directory='*' -C {m}/repo status --porcelain")
+    expect(out.strip() == "", f"git status is not clean: {out[:200]!r}")
+    return 0
 
 
 def w_tar(m):
@@ -157,6 +184,7 @@ WORKLOADS = [
     # name, function, cache state: cold (drop caches first) / warm (one untimed run first) / once
     ("W1 find+stat cold", w_find_stat, "cold"),
     ("W1 find+stat warm", w_find_stat, "warm"),
+    ("W2 ls -lR cold", w_ls_lR, "cold"),
     ("W2 ls -lR warm", w_ls_lR, "warm"),
     ("W3 seq read cold", w_seq_read, "cold"),
     ("W3 seq read warm", w_seq_read, "warm"),
@@ -166,10 +194,64 @@ WORKLOADS = [
     ("W5 copy-up on chmod", w_chmod_copyup, "once"),
     ("W6 untar 10k + sync", w_untar, "once"),
     ("W7 rm -rf lower tree", w_rm_rf, "once"),
+    ("W8 git status first", w_git_status, "cold"),
     ("W8 git status warm", w_git_status, "warm"),
     ("W8 tar cf /dev/null warm", w_tar, "warm"),
     ("W9 4 parallel walks warm", w_parallel_walks, "warm"),
 ]
+
+
+def rss_walk(n, impls):
+    """Peak daemon RSS after find+stat of a lower holding n empty files."""
+    base = tempfile.mkdtemp(prefix="strata-rss.", dir="/var/tmp")
+    low = os.path.join(base, "lower")
+    sh(f"python3 -c \"import os; d='{low}'; [os.makedirs(f'{{d}}/d{{i // 1000:04d}}', exist_ok=True) for i in range(0, {n}, 1000)]; "
+       f"[open(f'{{d}}/d{{i // 1000:04d}}/f{{i}}', 'w').close() for i in range({n})]\"")
+    global LOWERS
+    saved, LOWERS = LOWERS, [low]
+    try:
+        for impl in [i for i in impls if i not in ("native", "kernel")]:
+            mt = Mount(impl, base)
+            try:
+                seen = int(sh(f"find {mt.mnt} -xdev -print0 | xargs -0 stat -c %s | wc -l"))
+                expect(seen > n, f"{impl} walked {seen} entries, fewer than the {n} files")
+                print(f"RSS after find+stat of {n} files: {impl} {mt.peak_rss_mib():.1f} MiB (saw {seen} entries)")
+            finally:
+                mt.close()
+    finally:
+        LOWERS = saved
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run_rootless(argv):
+    """Runs this script as the unprivileged user in a new user and mount namespace; this
+    (root) process drops caches on request."""
+    fifo = tempfile.mkdtemp(prefix="strata-bench-fifo.", dir="/var/tmp")
+    req, ack = os.path.join(fifo, "f.req"), os.path.join(fifo, "f.ack")
+    os.mkfifo(req)
+    os.mkfifo(ack)
+    sh(f"chown -R {UNPRIV_USER} {fifo}")
+    stop = False
+
+    def serve():
+        while not stop:
+            with open(req) as f:
+                if not f.read():
+                    continue
+            sh("sync; echo 3 > /proc/sys/vm/drop_caches")
+            with open(ack, "w") as f:
+                f.write("ok\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    env = dict(os.environ, STRATA_BENCH_ROOTLESS="1", STRATA_BENCH_DROP_FIFO=os.path.join(fifo, "f"),
+               BENCH_DATA=DATA, STRATA_BIN=os.path.abspath(STRATA))
+    args = [a for a in argv if a != "--rootless"]
+    cmd = ["setpriv", f"--reuid={UNPRIV_USER}", f"--regid={UNPRIV_USER}", "--clear-groups",
+           "--", "unshare", "-Urm", "/usr/bin/python3", os.path.abspath(__file__)] + args
+    r = subprocess.run(cmd, env=env)
+    stop = True
+    shutil.rmtree(fifo, ignore_errors=True)
+    sys.exit(r.returncode)
 
 
 def main():
@@ -178,9 +260,18 @@ def main():
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--only", default="")
     ap.add_argument("--impls", default="native,kernel,fo1,fo2,strata")
+    ap.add_argument("--rootless", action="store_true")
+    ap.add_argument("--rss-files", type=int, default=0)
     a = ap.parse_args()
+    if a.rootless and not ROOTLESS:
+        run_rootless(sys.argv[1:])
     reps = a.reps or (1 if a.quick else 3)
-    impls = [i for i in a.impls.split(",") if i != "fo2" or os.path.exists(FO2)]
+    impls = [i for i in a.impls.split(",") if (i != "fo2" or os.path.exists(FO2)) and not (ROOTLESS and i == "native")]
+    if a.rss_files:
+        rss_walk(a.rss_files, impls)
+        return
+    print(f"mode: {'rootless (user namespace, no passthrough)' if ROOTLESS else 'root'}; reps {reps}; "
+          f"kernel {os.uname().release}", file=sys.stderr)
     scratch = tempfile.mkdtemp(prefix="strata-bench.", dir="/var/tmp")
     wl = [w for w in WORKLOADS if not a.only or any(w[0].startswith(o) for o in a.only.split(","))]
     res = {(w[0], i): [] for w in wl for i in impls}
