@@ -482,3 +482,65 @@ fn xattr_permissions_2_reads_and_writes_override_stat() {
     let n = lookup(&u2, "new").unwrap();
     assert_ne!(u2.getattr(n, None).unwrap().uid, 77);
 }
+
+#[test]
+fn readdir_offsets_survive_changes_to_the_directory() {
+    // POSIX readdir(3): an entry neither removed nor added while the directory is read is
+    // returned exactly once. The kernel reads big directories in several calls, resuming by
+    // offset, with no per-open snapshot (opendir is skipped).
+    let t = Layers::new(1);
+    for c in 'a'..='z' {
+        write(&t.lower(0).join("d").join(c.to_string()), "x");
+    }
+    let u = t.union(1, "");
+    let d = lookup(&u, "d").unwrap();
+    let first: Vec<(String, u64)> = u
+        .readdir(d, 0)
+        .unwrap()
+        .from_offset(0)
+        .map(|(n, _, _, off)| (String::from_utf8(n.to_vec()).unwrap(), off))
+        .collect();
+    assert_eq!(first[0].0, ".");
+    assert_eq!(first[1].0, "..");
+    // Read up to and including "m", then change the directory before the next call.
+    let m = first.iter().position(|(n, _)| n == "m").unwrap();
+    let resume = first[m].1;
+    let seen: Vec<String> = first[..=m].iter().map(|(n, _)| n.clone()).collect();
+    // Two names before the reader's position go, one after it comes: positions by sorted
+    // index would shift and skip "n" and "o".
+    u.remove(d, OsStr::new("b"), false).unwrap();
+    u.remove(d, OsStr::new("c"), false).unwrap();
+    u.remove(d, OsStr::new("q"), false).unwrap();
+    u.create(
+        ctx(),
+        d,
+        OsStr::new("zz"),
+        0o644,
+        NewKind::File(OFlags::WRONLY),
+    )
+    .unwrap();
+    let rest: Vec<String> = u
+        .readdir(d, 0)
+        .unwrap()
+        .from_offset(resume)
+        .map(|(n, _, _, _)| String::from_utf8(n.to_vec()).unwrap())
+        .collect();
+    let mut all: Vec<String> = seen.into_iter().chain(rest).collect();
+    for c in ('a'..='z').filter(|c| *c != 'q') {
+        let n = c.to_string();
+        assert_eq!(
+            all.iter().filter(|x| **x == n).count(),
+            1,
+            "{n} not returned exactly once: {all:?}"
+        );
+    }
+    assert!(
+        !all.contains(&"q".to_string()),
+        "q was removed before it was read: {all:?}"
+    );
+    all.retain(|n| n == "zz");
+    assert!(all.len() <= 1);
+    // A fresh read sees the new state.
+    let now = names(&u, d);
+    assert!(now.contains(&"zz".to_string()) && !now.contains(&"c".to_string()));
+}

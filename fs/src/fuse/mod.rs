@@ -469,8 +469,15 @@ impl Filesystem for StrataFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        // The listing is built (or taken from the cache) now and kept by the handle, so a
-        // directory read in several calls sees one consistent snapshot.
+        if self.keep_cache {
+            // ENOSYS: the kernel stops sending OPENDIR and RELEASEDIR (fc->no_opendir) and
+            // opens every directory with FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR itself
+            // (fuse_file_open, fs/fuse/file.c), so a warm walk costs no round trip per
+            // directory. Readers resume by offset in the listing's stable slots.
+            return reply.error(FErrno::from_i32(libc::ENOSYS));
+        }
+        // A diff view caches nothing: each open reads the changeset again, and its handle
+        // keeps that state for the reads that follow.
         match self.u.opendir(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), self.cache_flags(true)),
             Err(e) => reply.error(err(e)),
@@ -485,17 +492,12 @@ impl Filesystem for StrataFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.u.readdir(ino.0, fh.0) {
-            Ok(e) => e,
+        let dir = match self.u.readdir(ino.0, fh.0) {
+            Ok(d) => d,
             Err(e) => return reply.error(err(e)),
         };
-        for (i, (name, e_ino, k)) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(
-                INodeNo(*e_ino),
-                i as u64 + 1,
-                kind(*k),
-                OsStr::from_bytes(name),
-            ) {
+        for (name, e_ino, k, next) in dir.from_offset(offset) {
+            if reply.add(INodeNo(e_ino), next, kind(k), OsStr::from_bytes(name)) {
                 break;
             }
         }
@@ -510,23 +512,22 @@ impl Filesystem for StrataFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let entries = match self.u.readdir(ino.0, fh.0) {
-            Ok(e) => e,
+        let dir = match self.u.readdir(ino.0, fh.0) {
+            Ok(d) => d,
             Err(e) => return reply.error(err(e)),
         };
-        for (i, (name, e_ino, _)) in entries.iter().enumerate().skip(offset as usize) {
-            let off = i as u64 + 1;
-            let dots = name.as_slice() == b"." || name.as_slice() == b"..";
+        for (name, e_ino, _, next) in dir.from_offset(offset) {
+            let dots = name == b"." || name == b"..";
             // `.` and `..` are neither linked nor forgotten by the kernel: no lookup is counted.
             let attr = if dots {
-                self.u.getattr(*e_ino, None)
+                self.u.getattr(e_ino, None)
             } else {
                 self.u.lookup(ino.0, OsStr::from_bytes(name))
             };
             let Ok(a) = attr else { continue };
             if reply.add(
                 INodeNo(a.ino),
-                off,
+                next,
                 OsStr::from_bytes(name),
                 &self.ttl,
                 &fattr(&a),

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustix::fs::{self as rfs, AtFlags, Dir, FileType};
@@ -10,9 +11,6 @@ use rustix::fs::{self as rfs, AtFlags, Dir, FileType};
 use super::{Ino, Union};
 use crate::error::{Op, Result};
 use crate::whiteout;
-
-/// An open directory: `.`, `..` and the merged entries as (name, inode, type).
-pub type Snapshot = Vec<(Vec<u8>, Ino, FileType)>;
 
 /// One visible entry.
 #[derive(Debug, Clone)]
@@ -26,23 +24,118 @@ pub struct DirEntry {
 }
 
 /// A merged directory listing (without `.` and `..`).
-#[derive(Debug, Default)]
+///
+/// Each entry has a slot that stays its readdir position while the directory changes: a
+/// rebuilt listing keeps the slots of the names it still has and gives new names new slots
+/// after every slot used so far. A reader that resumes at an offset (the kernel reads a big
+/// directory in several READDIR calls, and there is no per-open snapshot once opendir is
+/// skipped) then neither skips nor repeats an entry that did not change, as POSIX asks of
+/// readdir(3). Slots are renumbered only when removals left them more than half empty.
+#[derive(Debug)]
 pub struct Listing {
-    /// Entries in a stable order; readdir offsets index into it.
+    /// Entries in slot order (the first listing is sorted by name).
     pub entries: Vec<DirEntry>,
+    slots: Vec<u64>,
+    next_slot: u64,
     index: HashSet<Vec<u8>>,
+    valid: AtomicBool,
 }
 
 impl Listing {
-    /// A listing of `entries` (sorted by the caller).
-    pub fn new(entries: Vec<DirEntry>) -> Self {
+    /// A listing of `entries`, sorted by name, in slots 0, 1, ...
+    pub fn new(mut entries: Vec<DirEntry>) -> Self {
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let slots: Vec<u64> = (0..entries.len() as u64).collect();
+        Self::with_slots(entries, slots)
+    }
+
+    fn with_slots(entries: Vec<DirEntry>, slots: Vec<u64>) -> Self {
         let index = entries.iter().map(|e| e.name.clone()).collect();
-        Listing { entries, index }
+        let next_slot = slots.last().map_or(0, |s| s + 1);
+        Listing {
+            entries,
+            slots,
+            next_slot,
+            index,
+            valid: AtomicBool::new(true),
+        }
+    }
+
+    /// `entries` laid out in `prev`'s slots where `prev` has the same name.
+    fn following(entries: Vec<DirEntry>, prev: &Listing) -> Self {
+        let mut by_name: HashMap<Vec<u8>, DirEntry> =
+            entries.into_iter().map(|e| (e.name.clone(), e)).collect();
+        let mut out = Vec::with_capacity(by_name.len());
+        let mut slots = Vec::with_capacity(by_name.len());
+        for (e, s) in prev.entries.iter().zip(&prev.slots) {
+            if let Some(n) = by_name.remove(&e.name) {
+                out.push(n);
+                slots.push(*s);
+            }
+        }
+        let mut rest: Vec<DirEntry> = by_name.into_values().collect();
+        rest.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let mut next = prev.next_slot;
+        for e in rest {
+            out.push(e);
+            slots.push(next);
+            next += 1;
+        }
+        if next > 2 * out.len() as u64 + 1024 {
+            return Self::new(out);
+        }
+        let mut l = Self::with_slots(out, slots);
+        l.next_slot = next;
+        l
     }
 
     /// True when `name` is a visible entry.
     pub fn contains(&self, name: &[u8]) -> bool {
         self.index.contains(name)
+    }
+
+    /// False once the directory changed (the listing is then rebuilt, keeping its slots).
+    pub fn is_valid(&self) -> bool {
+        self.valid.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn invalidate(&self) {
+        self.valid.store(false, Ordering::Release);
+    }
+
+    /// The entries from slot `slot` on, each with its slot.
+    pub fn from_slot(&self, slot: u64) -> impl Iterator<Item = (&DirEntry, u64)> {
+        let i = self.slots.partition_point(|s| *s < slot);
+        self.entries[i..]
+            .iter()
+            .zip(self.slots[i..].iter().copied())
+    }
+}
+
+/// A directory being read: its listing and its parent (for `..`).
+#[derive(Debug)]
+pub struct DirStream {
+    /// The directory.
+    pub ino: Ino,
+    /// Its parent (the root's is itself).
+    pub parent: Ino,
+    /// What it holds.
+    pub listing: Arc<Listing>,
+}
+
+impl DirStream {
+    /// The entries from readdir offset `off` on, `.` and `..` first, each with the offset
+    /// that resumes after it: `.` is 1, `..` is 2, and the entry in slot S is S + 3.
+    pub fn from_offset(&self, off: u64) -> impl Iterator<Item = (&[u8], Ino, FileType, u64)> {
+        let dots = [
+            (&b"."[..], self.ino, FileType::Directory, 1),
+            (&b".."[..], self.parent, FileType::Directory, 2),
+        ];
+        let rest = self
+            .listing
+            .from_slot(off.saturating_sub(2))
+            .map(|(e, s)| (e.name.as_slice(), e.ino, e.kind, s + 3));
+        dots.into_iter().skip(off.min(2) as usize).chain(rest)
     }
 }
 
@@ -53,8 +146,9 @@ impl Union {
             return self.diff_listing(ino);
         }
         let node = self.node(ino)?;
-        if let Some(l) = node.listing.lock().clone() {
-            return Ok(l);
+        let prev = node.listing.lock().clone();
+        if let Some(l) = prev.as_ref().filter(|l| l.is_valid()) {
+            return Ok(l.clone());
         }
         let st = node.state();
         let mut entries: Vec<DirEntry> = Vec::new();
@@ -105,27 +199,29 @@ impl Union {
             }
             decided.extend(hidden_below);
         }
-        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        let index = entries.iter().map(|e| e.name.clone()).collect();
-        let listing = Arc::new(Listing { entries, index });
+        let listing = Arc::new(match &prev {
+            Some(p) => Listing::following(entries, p),
+            None => Listing::new(entries),
+        });
         *node.listing.lock() = Some(listing.clone());
         Ok(listing)
     }
 
-    /// Opens directory `ino` for reading: a snapshot of `.`, `..` and the merged listing.
+    /// Opens directory `ino` for reading: its listing now, kept by the handle, so a directory
+    /// read in several calls through one handle sees one consistent state.
     pub fn opendir(&self, ino: Ino) -> Result<u64> {
-        let snap = self.snapshot(ino)?;
+        let stream = self.dir_stream(ino)?;
         let fh = self.next_fh();
-        self.dir_handles.insert(fh, snap);
+        self.dir_handles.insert(fh, stream);
         Ok(fh)
     }
 
-    /// The entries of an open directory (`fh` from [`Union::opendir`]), `.` and `..` first;
-    /// readdir offset N resumes at index N.
-    pub fn readdir(&self, ino: Ino, fh: u64) -> Result<Arc<Snapshot>> {
+    /// The directory `ino` to read: the handle's state for an open `fh`, else the current
+    /// listing (the kernel skips opendir, `fh` 0).
+    pub fn readdir(&self, ino: Ino, fh: u64) -> Result<Arc<DirStream>> {
         match self.dir_handles.get(&fh) {
             Some(s) => Ok(s.clone()),
-            None => self.snapshot(ino),
+            None => self.dir_stream(ino),
         }
     }
 
@@ -134,13 +230,12 @@ impl Union {
         self.dir_handles.remove(&fh);
     }
 
-    fn snapshot(&self, ino: Ino) -> Result<Arc<Snapshot>> {
-        let l = self.listing(ino)?;
-        let mut v = Vec::with_capacity(l.entries.len() + 2);
-        v.push((b".".to_vec(), ino, FileType::Directory));
-        v.push((b"..".to_vec(), self.parent_of(ino)?, FileType::Directory));
-        v.extend(l.entries.iter().map(|e| (e.name.clone(), e.ino, e.kind)));
-        Ok(Arc::new(v))
+    fn dir_stream(&self, ino: Ino) -> Result<Arc<DirStream>> {
+        Ok(Arc::new(DirStream {
+            ino,
+            parent: self.parent_of(ino)?,
+            listing: self.listing(ino)?,
+        }))
     }
 
     /// True when directory `ino` has no visible entry.

@@ -30,7 +30,7 @@ use rustix::io::Errno;
 
 pub use attr::{Attr, SetAttr};
 pub use dir::NewKind;
-pub use listing::{DirEntry, Listing, Snapshot};
+pub use listing::{DirEntry, DirStream, Listing};
 pub use provenance::{Change, DiffCounts, Provenance, State, VIRTUAL_PREFIX};
 
 use crate::error::{is_absent, Error, Op, Result};
@@ -165,7 +165,7 @@ pub struct Union {
     pub(crate) cfg: Config,
     pub(crate) nodes: DashMap<Ino, Arc<Node>>,
     pub(crate) handles: DashMap<u64, Arc<Handle>>,
-    pub(crate) dir_handles: DashMap<u64, Arc<Snapshot>>,
+    pub(crate) dir_handles: DashMap<u64, Arc<DirStream>>,
     next_fh: AtomicU64,
     tmp_seq: AtomicU64,
     /// Held shared while a path is turned into a directory fd, exclusively while a directory
@@ -643,7 +643,7 @@ impl Union {
         if pst.kind != FileType::Directory {
             return Err(Error::new("lookup", Errno::NOTDIR));
         }
-        if let Some(l) = p.listing.lock().clone() {
+        if let Some(l) = p.listing.lock().clone().filter(|l| l.is_valid()) {
             if !l.contains(name.as_bytes()) {
                 return Err(Error::new("lookup", Errno::NOENT));
             }
@@ -733,10 +733,13 @@ impl Union {
         });
     }
 
-    /// Drops the cached listing of directory `ino` after a change in it.
+    /// Marks the cached listing of directory `ino` stale after a change in it.
     pub(crate) fn dir_changed(&self, ino: Ino) {
         if let Some(n) = self.nodes.get(&ino) {
-            *n.listing.lock() = None;
+            // Kept (invalid) so that the rebuilt listing keeps its readdir slots.
+            if let Some(l) = n.listing.lock().as_ref() {
+                l.invalidate();
+            }
         }
     }
 
