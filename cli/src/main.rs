@@ -277,8 +277,14 @@ fn run(args: Args) -> Result<()> {
             strata_cli::mount_cmd::run_invocation(&inv)
         }
         Cmd::Umount { mountpoint } => {
-            let mnt = std::fs::canonicalize(&mountpoint).unwrap_or(mountpoint);
-            strata_cli::mount_cmd::umount(&mnt)?;
+            let mnt = view_cmd::canonical_mountpoint(&mountpoint);
+            if let Err(e) = strata_cli::mount_cmd::umount(&mnt) {
+                // A mount that is already gone still has its record, lease and scratch layer
+                // to release; anything else is an error.
+                if view_cmd::is_mounted(&mnt) || !view_cmd::has_record(&root, &mnt) {
+                    return Err(e);
+                }
+            }
             view_cmd::after_umount(&root, &mnt)
         }
         Cmd::Which { mut args } => {

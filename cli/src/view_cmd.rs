@@ -259,24 +259,33 @@ pub fn mount_image(store: &Store, req: &MountRequest) -> Result<()> {
         }
         None => temp_mountpoint()?,
     };
-    if Record::load(store.root(), &mnt).is_some() && is_mounted(&mnt) {
-        bail!(
-            "{} is already a strata mount (strata umount it first)",
-            mnt.display()
-        );
-    }
-    let scratch = if req.writable {
-        let base = store.root().join("mounts");
-        std::fs::create_dir_all(&base)?;
-        let d = tempfile::Builder::new()
-            .prefix("scratch-")
-            .tempdir_in(&base)
-            .with_context(|| format!("making a scratch layer in {}", base.display()))?
-            .keep();
-        for sub in ["upper", "work"] {
-            std::fs::create_dir(d.join(sub))?;
+    if Record::load(store.root(), &mnt).is_some() {
+        if is_mounted(&mnt) {
+            bail!(
+                "{} is already a strata mount (strata umount it first)",
+                mnt.display()
+            );
         }
-        Some(d)
+        // A record of a mount that is gone (its daemon was killed, or it was unmounted
+        // without strata): release what it held before reusing the mountpoint.
+        after_umount(store.root(), &mnt)?;
+    }
+    let cleanup = |scratch: Option<&Path>| {
+        if let Some(s) = scratch {
+            let _ = remove_tree(s);
+        }
+        if made {
+            let _ = std::fs::remove_dir(&mnt);
+        }
+    };
+    let scratch = if req.writable {
+        match make_scratch(store) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                cleanup(None);
+                return Err(e);
+            }
+        }
     } else {
         None
     };
@@ -288,14 +297,6 @@ pub fn mount_image(store: &Store, req: &MountRequest) -> Result<()> {
             s.join("work").display()
         ));
     }
-    let cleanup = |scratch: &Option<PathBuf>| {
-        if let Some(s) = scratch {
-            let _ = std::fs::remove_dir_all(s);
-        }
-        if made {
-            let _ = std::fs::remove_dir(&mnt);
-        }
-    };
     let holder = Record::holder(&mnt);
     let result = (|| -> Result<()> {
         let opts = lower_options(&lowers, &extra)?;
@@ -307,16 +308,18 @@ pub fn mount_image(store: &Store, req: &MountRequest) -> Result<()> {
             keep: req.keep,
             made_mountpoint: made,
         };
-        rec.save(store.root())?;
-        if let Err(e) = strata_fs::mount::daemonize(&opts, &mnt) {
+        let mounted = rec
+            .save(store.root())
+            .and_then(|()| Ok(strata_fs::mount::daemonize(&opts, &mnt)?));
+        if let Err(e) = mounted {
             let _ = std::fs::remove_file(Record::file(store.root(), &mnt));
             let _ = store.release(&holder);
-            return Err(e.into());
+            return Err(e);
         }
         Ok(())
     })();
     if let Err(e) = result {
-        cleanup(&scratch);
+        cleanup(scratch.as_deref());
         return Err(e.context(format!("mounting {label}")));
     }
     if made {
@@ -331,28 +334,92 @@ pub fn mount_image(store: &Store, req: &MountRequest) -> Result<()> {
     Ok(())
 }
 
-fn is_mounted(mnt: &Path) -> bool {
+/// True when `mnt` is a mountpoint (its device differs from its parent's).
+pub fn is_mounted(mnt: &Path) -> bool {
     let (Ok(m), Some(parent)) = (std::fs::metadata(mnt), mnt.parent()) else {
         return false;
     };
     std::fs::metadata(parent).is_ok_and(|p| p.dev() != m.dev())
 }
 
-/// After `strata umount MNT`: releases the lease of an image mount, removes its scratch
-/// upper (unless kept) and a mountpoint `strata mount` made.
+/// A scratch layer (`upper/`, `work/`) under the store's `mounts/`.
+fn make_scratch(store: &Store) -> Result<PathBuf> {
+    let base = store.root().join("mounts");
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    let d = tempfile::Builder::new()
+        .prefix("scratch-")
+        .tempdir_in(&base)
+        .with_context(|| format!("making a scratch layer in {}", base.display()))?;
+    for sub in ["upper", "work"] {
+        let p = d.path().join(sub);
+        std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
+    }
+    Ok(d.keep())
+}
+
+/// Removes a scratch layer. A plain user may have copied up directories without write
+/// permission (a 0555 `/usr`), which `remove_dir_all` cannot empty: those are made writable
+/// (never following a symlink) and the removal tried again.
+fn remove_tree(p: &Path) -> std::io::Result<()> {
+    if std::fs::remove_dir_all(p).is_ok() || !p.exists() {
+        return Ok(());
+    }
+    fn open_up(p: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(md) = std::fs::symlink_metadata(p) else {
+            return;
+        };
+        if md.is_dir() {
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700));
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    open_up(&e.path());
+                }
+            }
+        }
+    }
+    open_up(p);
+    std::fs::remove_dir_all(p)
+}
+
+/// True when `p` has a record of `strata mount IMAGE` in the store at `store_root`.
+pub fn has_record(store_root: &Path, p: &Path) -> bool {
+    Record::load(store_root, p).is_some()
+}
+
+/// The absolute form of a mountpoint, resolving its parent only: the mountpoint itself may be
+/// a dead FUSE mount, which no call can stat (ENOTCONN).
+pub fn canonical_mountpoint(p: &Path) -> PathBuf {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or(abs.clone()),
+        _ => abs,
+    }
+}
+
+/// After `strata umount MNT` (or once the mount is gone): removes its scratch upper (unless
+/// kept) and a mountpoint `strata mount` made, then the record, and releases the image last,
+/// so that a failure leaves everything in place for another `strata umount`.
 pub fn after_umount(store_root: &Path, mnt: &Path) -> Result<()> {
     let Some(rec) = Record::load(store_root, mnt) else {
         return Ok(());
     };
-    let store = Store::open(store_root)?;
-    store.release(&Record::holder(mnt))?;
     if let (Some(s), false) = (&rec.scratch, rec.keep) {
-        std::fs::remove_dir_all(s).with_context(|| format!("removing {}", s.display()))?;
+        remove_tree(s).with_context(|| format!("removing the scratch layer {}", s.display()))?;
     }
     if rec.made_mountpoint {
         let _ = std::fs::remove_dir(&rec.mountpoint);
     }
-    std::fs::remove_file(Record::file(store_root, mnt))?;
+    let f = Record::file(store_root, mnt);
+    std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
+    let store = Store::open(store_root)?;
+    store.release(&Record::holder(mnt))?;
     Ok(())
 }
 
@@ -461,15 +528,21 @@ pub fn which_mounted(store: Option<&Store>, path: &Path) -> Result<()> {
         (Some(p), Some(_)) => std::fs::canonicalize(p)?,
         _ => std::fs::canonicalize(&abs)?,
     };
-    let root = mount_root(&parent);
+    // The mount's root itself answers for itself; any other entry is asked of its parent
+    // (`KEY/NAME`), which also works for symlinks and devices.
+    let (root, entry) = match &name {
+        Some(n) if is_mounted(&parent.join(n)) => (parent.join(n), None),
+        Some(n) => (mount_root(&parent), Some(n.clone())),
+        None => (parent.clone(), None),
+    };
     let own = |key: &str| -> std::io::Result<Vec<u8>> {
-        match &name {
-            Some(n) if !(parent == root && is_mount_root(&parent.join(n))) => {
+        match &entry {
+            Some(n) => {
                 let mut x = format!("user.strata.{key}/").into_bytes();
                 x.extend_from_slice(n.as_bytes());
                 getxattr(&parent, &String::from_utf8_lossy(&x))
             }
-            _ => getxattr(&parent, &format!("user.strata.{key}")),
+            None => getxattr(&root, &format!("user.strata.{key}")),
         }
     };
     let text = |v: std::io::Result<Vec<u8>>| -> Result<String> {
@@ -521,10 +594,6 @@ pub fn which_mounted(store: Option<&Store>, path: &Path) -> Result<()> {
             image,
         },
     )
-}
-
-fn is_mount_root(p: &Path) -> bool {
-    is_mounted(p)
 }
 
 fn split_list(s: &str) -> Vec<String> {

@@ -33,6 +33,7 @@ pub fn build_union(opts: &MountOptions) -> Result<Arc<Union>, SetupError> {
         squash_gid: opts.squash_gid,
         xattr_permissions: opts.xattr_permissions,
         diff: opts.diff_view,
+        provenance: opts.provenance,
     };
     let u = Union::new(stack, cfg).map_err(|e| SetupError::Mount {
         path: PathBuf::new(),

@@ -38,6 +38,8 @@ pub struct MountOptions {
     /// `passthrough=on|off`: let the kernel do the I/O of open files on their backing files
     /// (root only; on by default).
     pub passthrough: bool,
+    /// `provenance=off`: no `user.strata.*` virtual xattrs (on by default).
+    pub provenance: bool,
     /// `view=diff`: show only what the first lower layer changed (see `Config::diff`).
     pub diff_view: bool,
     /// FUSE and VFS words passed to the mount (`allow_other`, `ro`, `noatime`, …).
@@ -108,6 +110,7 @@ impl MountOptions {
     pub fn parse<S: AsRef<str>>(groups: &[S]) -> Result<Self, SetupError> {
         let mut o = MountOptions {
             passthrough: true,
+            provenance: true,
             ..MountOptions::default()
         };
         for group in groups {
@@ -182,6 +185,9 @@ impl MountOptions {
             ("whiteout", Some("wh" | "aufs")) => self.force_wh_whiteouts = true,
             ("whiteout", Some("char" | "kernel")) => self.force_wh_whiteouts = false,
             ("whiteout", _) => return Err(bad("expected whiteout=char or whiteout=wh")),
+            ("provenance", Some("on" | "1")) => self.provenance = true,
+            ("provenance", Some("off" | "0")) => self.provenance = false,
+            ("provenance", _) => return Err(bad("expected provenance=on or provenance=off")),
             ("passthrough", Some("on" | "1")) => self.passthrough = true,
             ("passthrough", Some("off" | "0")) => self.passthrough = false,
             ("passthrough", _) => return Err(bad("expected passthrough=on or passthrough=off")),

@@ -693,3 +693,64 @@ fn views_work_rootless() {
     as_user(&["umount", s(&mnt)]);
     assert!(!mnt.exists());
 }
+
+#[test]
+fn deletions_in_a_diff_view_are_distinct_entries() {
+    let Some(st) = loaded("bb-2layer.oci-archive.tar") else {
+        return;
+    };
+    let w = mount(&st, "w", &["--writable", BB]);
+    let d = mount(&st, "d", &["--view", "diff", s(&w.path)]);
+    // Whiteouts in the upper are hard links of one inode; the view numbers each deletion by
+    // its path, so tools do not take them for hard links of each other.
+    for f in ["data/keep.txt", "data/added.txt", "etc/motd"] {
+        std::fs::remove_file(w.path.join(f)).expect("rm");
+    }
+    let inos: Vec<u64> = ["data/keep.txt", "data/added.txt", "etc/motd"]
+        .iter()
+        .map(|f| {
+            let md = lstat(d.path.join(f));
+            assert!(
+                md.file_type().is_char_device() && md.rdev() == 0,
+                "{f}: {md:?}"
+            );
+            assert_eq!(md.nlink(), 1, "{f}");
+            md.ino()
+        })
+        .collect();
+    assert!(
+        inos[0] != inos[1] && inos[1] != inos[2] && inos[0] != inos[2],
+        "{inos:?}"
+    );
+    // A deleted name made again is a file again, and the other deletions still stat.
+    write(w.path.join("data/keep.txt"), "again\n");
+    assert_eq!(read_str(d.path.join("data/keep.txt")), "again\n");
+    assert!(lstat(d.path.join("data/added.txt"))
+        .file_type()
+        .is_char_device());
+    d.umount();
+    w.umount();
+}
+
+#[test]
+fn which_of_a_mount_root_and_umount_of_a_vanished_mount() {
+    let Some(st) = loaded("bb-2layer.oci-archive.tar") else {
+        return;
+    };
+    let m = mount(&st, "r", &[BB]);
+    let out = st.ok(&["which", s(&m.path)]);
+    assert!(out.contains(&format!("layer 2 {BB_L2}")), "{out}");
+    m.umount();
+
+    // Unmounted behind strata's back: `strata umount` still releases the image and removes
+    // the scratch layer.
+    let w = mount(&st, "w", &["--writable", BB]);
+    let scratch = scratch_upper(&st);
+    unmount_patiently(&w.path).expect("umount");
+    assert!(!is_mounted(&w.path));
+    let err = st.fail(&["rmi", BB]);
+    assert!(err.contains("mount:"), "{err}");
+    st.ok(&["umount", s(&w.path)]);
+    assert!(!scratch.exists(), "the scratch layer survived");
+    st.ok(&["rmi", BB]);
+}

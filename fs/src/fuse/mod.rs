@@ -235,7 +235,7 @@ impl Filesystem for StrataFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        if size.is_some() && fh.is_none() && self.pt.lower_busy(ino.0) {
+        if size.is_some() && self.pt.lower_busy(ino.0) {
             // truncate(2) of a file whose readers read its lower object through passthrough:
             // its new data could not reach them (see passthrough.rs).
             return reply.error(FErrno::from_i32(libc::ETXTBSY));
@@ -374,10 +374,21 @@ impl Filesystem for StrataFs {
             Err(e) => return reply.error(err(e)),
         };
         let writes = fl.intersects(OFlags::WRONLY | OFlags::RDWR);
-        match self
+        let mut d = self
             .pt
-            .attach(&self.u, ino.0, fh, writes, |fd| reply.open_backing(fd))
-        {
+            .attach(&self.u, ino.0, fh, writes, |fd| reply.open_backing(fd));
+        // The kernel sends RELEASE in the background: a writer right after the last reader
+        // closed (`cat f; echo >> f`) can arrive first. Give the release a moment.
+        for _ in 0..20 {
+            if !matches!(d, passthrough::Decision::Busy) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            d = self
+                .pt
+                .attach(&self.u, ino.0, fh, writes, |fd| reply.open_backing(fd));
+        }
+        match d {
             passthrough::Decision::Pass(id) => {
                 reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
             }

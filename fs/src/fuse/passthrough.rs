@@ -68,7 +68,11 @@ pub(super) enum Decision {
 /// Passthrough bookkeeping of one mount.
 #[derive(Default)]
 pub(super) struct Passthrough {
+    /// Negotiated at INIT.
     enabled: AtomicBool,
+    /// Registering a backing file failed once: new inodes take the plain path from then on.
+    /// Inodes already open keep their mode (the kernel refuses to mix them on one inode).
+    failed: AtomicBool,
     slots: DashMap<Ino, Slot>,
     /// Handles that hold a reference on their inode's slot.
     handles: DashMap<u64, Ino>,
@@ -78,6 +82,7 @@ impl std::fmt::Debug for Passthrough {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Passthrough")
             .field("enabled", &self.enabled.load(Ordering::Relaxed))
+            .field("failed", &self.failed.load(Ordering::Relaxed))
             .field("slots", &self.slots.len())
             .finish()
     }
@@ -117,6 +122,14 @@ impl Passthrough {
         if !self.enabled() {
             return Decision::Plain;
         }
+        let plain = |v: dashmap::mapref::entry::VacantEntry<'_, Ino, Slot>| {
+            v.insert(Slot {
+                mode: Mode::Plain,
+                opens: 1,
+            });
+            self.handles.insert(fh, ino);
+            Decision::Plain
+        };
         match self.slots.entry(ino) {
             Entry::Occupied(mut o) => {
                 let s = o.get_mut();
@@ -130,19 +143,16 @@ impl Passthrough {
                 d
             }
             Entry::Vacant(v) => {
-                if u.handle_size(fh).is_ok_and(|n| n < MIN_SIZE) {
-                    v.insert(Slot {
-                        mode: Mode::Plain,
-                        opens: 1,
-                    });
-                    self.handles.insert(fh, ino);
-                    return Decision::Plain;
+                if self.failed.load(Ordering::Relaxed)
+                    || u.handle_size(fh).is_ok_and(|n| n < MIN_SIZE)
+                {
+                    return plain(v);
                 }
                 let (fd, upper) = match u.backing_fd(fh) {
                     Ok(x) => x,
                     Err(e) => {
                         log::warn!("passthrough: no backing fd for inode {ino}: {e}");
-                        return Decision::Plain;
+                        return plain(v);
                     }
                 };
                 match register(fd.as_fd()) {
@@ -160,10 +170,12 @@ impl Passthrough {
                     }
                     Err(e) => {
                         // A backing file on a stacked filesystem (max_stack_depth), or an old
-                        // kernel: stop trying, every later open takes the plain path.
-                        log::warn!("passthrough disabled: registering a backing file: {e}");
-                        self.enabled.store(false, Ordering::Relaxed);
-                        Decision::Plain
+                        // kernel: stop trying for new inodes.
+                        log::warn!(
+                            "passthrough off for new opens: registering a backing file: {e}"
+                        );
+                        self.failed.store(true, Ordering::Relaxed);
+                        plain(v)
                     }
                 }
             }

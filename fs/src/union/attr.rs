@@ -96,7 +96,7 @@ impl Union {
             // Merged directories report 1, as kernel overlayfs does (ovl_getattr): the real
             // count would need every layer's listing; 1 tells find(1) not to rely on it.
             1
-        } else if kind != FileType::Directory && st.st_nlink > 1 && !unlinked {
+        } else if kind != FileType::Directory && st.st_nlink > 1 && !unlinked && !self.cfg.diff {
             match node.st.read().layers.first() {
                 Some(&l) if !self.is_upper(l) => self.lower_nlink(l, st.st_ino, st.st_nlink),
                 _ => st.st_nlink as u32,

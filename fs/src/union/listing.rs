@@ -146,10 +146,15 @@ impl Union {
             return self.diff_listing(ino);
         }
         let node = self.node(ino)?;
+        if let Some(l) = node.listing.lock().clone().filter(|l| l.is_valid()) {
+            return Ok(l);
+        }
+        let _build = node.listing_build.lock();
         let prev = node.listing.lock().clone();
         if let Some(l) = prev.as_ref().filter(|l| l.is_valid()) {
             return Ok(l.clone());
         }
+        let generation = node.listing_gen.load(Ordering::Acquire);
         let st = node.state();
         let mut entries: Vec<DirEntry> = Vec::new();
         let mut decided: HashSet<Vec<u8>> = HashSet::new();
@@ -203,6 +208,10 @@ impl Union {
             Some(p) => Listing::following(entries, p),
             None => Listing::new(entries),
         });
+        if node.listing_gen.load(Ordering::Acquire) != generation {
+            // The directory changed while it was read: keep the slots, not the content.
+            listing.invalidate();
+        }
         *node.listing.lock() = Some(listing.clone());
         Ok(listing)
     }

@@ -78,6 +78,9 @@ pub struct Config {
     /// and to list what an opaque directory hides. Nothing is cached (TTL 0), because the
     /// changeset may be the live upper of another mount.
     pub diff: bool,
+    /// Answer the `user.strata.*` provenance xattrs (`provenance=off` turns them off, which
+    /// also lets the benchmark show that they cost nothing when nobody reads them).
+    pub provenance: bool,
 }
 
 /// Where a node is and what supplies it.
@@ -107,6 +110,11 @@ pub(crate) struct Node {
     pub copy_lock: Mutex<()>,
     /// Cached merged listing (directories).
     pub listing: Mutex<Option<Arc<Listing>>>,
+    /// Bumped by every change of the directory: a listing built across a change is stored
+    /// stale, so the change is never lost (lookups trust a valid listing's negatives).
+    pub listing_gen: AtomicU64,
+    /// Serializes listing rebuilds, so two rebuilds cannot give one new name two slots.
+    pub listing_build: Mutex<()>,
     /// An `O_PATH` fd kept once the node is unlinked, so open fds and fstat keep working.
     pub pinned: Mutex<Option<Arc<OwnedFd>>>,
     /// The object's xattr names, once listed: `ls -l` asks for ACL and security xattrs of
@@ -224,6 +232,8 @@ impl Union {
             }),
             copy_lock: Mutex::new(()),
             listing: Mutex::new(None),
+            listing_gen: AtomicU64::new(0),
+            listing_build: Mutex::new(()),
             pinned: Mutex::new(None),
             xattr_names: Mutex::new(None),
         };
@@ -673,6 +683,8 @@ impl Union {
                 st: RwLock::new(fresh()),
                 copy_lock: Mutex::new(()),
                 listing: Mutex::new(None),
+                listing_gen: AtomicU64::new(0),
+                listing_build: Mutex::new(()),
                 pinned: Mutex::new(None),
                 xattr_names: Mutex::new(None),
             })
@@ -736,6 +748,7 @@ impl Union {
     /// Marks the cached listing of directory `ino` stale after a change in it.
     pub(crate) fn dir_changed(&self, ino: Ino) {
         if let Some(n) = self.nodes.get(&ino) {
+            n.listing_gen.fetch_add(1, Ordering::AcqRel);
             // Kept (invalid) so that the rebuilt listing keeps its readdir slots.
             if let Some(l) = n.listing.lock().as_ref() {
                 l.invalidate();

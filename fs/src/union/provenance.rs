@@ -120,9 +120,23 @@ fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The inode number a diff view gives the deletion of `name` in directory `rel`: whiteouts
+/// share one inode (hard links of one whiteout, as kernel overlayfs and strata make them), and
+/// the names an opaque directory hides have no object in the changeset at all, so each
+/// deletion is numbered by its path (FNV-1a), never by an object.
+fn deletion_ino(rel: &[u8], name: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in rel.iter().chain(b"/").chain(name) {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// A deletion as the diff view shows it: a character device 0/0, the kernel's whiteout, which
 /// `ls -l` shows as `c---------  0, 0` and `find -type c` lists.
-fn as_deletion(mut st: rfs::Stat) -> rfs::Stat {
+fn as_deletion(mut st: rfs::Stat, rel: &[u8], name: &[u8]) -> rfs::Stat {
+    st.st_ino = deletion_ino(rel, name);
     st.st_mode = libc::S_IFCHR;
     st.st_rdev = 0;
     st.st_size = 0;
@@ -179,11 +193,16 @@ impl Union {
         };
         match rfs::statat(&dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => {
+                let st = if whiteout::is_char_whiteout(&st) {
+                    as_deletion(st, rel, name.as_bytes())
+                } else {
+                    st
+                };
                 return Ok(Some(Found {
                     layers: vec![0],
                     st,
                     dirfd,
-                }))
+                }));
             }
             Err(e) if is_absent(e) => {}
             Err(e) => return Err(Error::new("lookup", e)),
@@ -192,7 +211,7 @@ impl Union {
             if let Ok(st) = rfs::statat(&dirfd, OsStr::from_bytes(&w), AtFlags::SYMLINK_NOFOLLOW) {
                 return Ok(Some(Found {
                     layers: vec![0],
-                    st: as_deletion(st),
+                    st: as_deletion(st, rel, name.as_bytes()),
                     dirfd,
                 }));
             }
@@ -203,10 +222,12 @@ impl Union {
         let Some(below) = self.reference_dir(rel)? else {
             return Ok(None);
         };
+        // Shown as the changeset's own entry (layer 0), so that it is numbered and stat'ed
+        // like the other deletions; it has no object there.
         Ok(self.resolve_layers(rel, &below, name)?.map(|f| Found {
-            layers: vec![f.layers[0]],
-            st: as_deletion(f.st),
-            dirfd: f.dirfd,
+            layers: vec![0],
+            st: as_deletion(f.st, rel, name.as_bytes()),
+            dirfd,
         }))
     }
 
@@ -270,17 +291,41 @@ impl Union {
             if n == b"." || n == b".." || n == whiteout::OPAQUE_MARKER {
                 continue;
             }
-            let (name, kind) = match whiteout::wh_target(n) {
-                Some(t) => (t.to_vec(), FileType::CharacterDevice),
+            let (name, deleted) = match whiteout::wh_target(n) {
+                Some(t) => (t.to_vec(), true),
                 None if whiteout::is_reserved(n) => continue,
-                None => (n.to_vec(), e.file_type()),
+                None => {
+                    let wh = e.file_type() == FileType::CharacterDevice
+                        && rfs::statat(&dirfd, OsStr::from_bytes(n), AtFlags::SYMLINK_NOFOLLOW)
+                            .is_ok_and(|s| whiteout::is_char_whiteout(&s));
+                    (n.to_vec(), wh)
+                }
             };
-            if seen.insert(name.clone()) {
-                entries.push(DirEntry {
+            let entry = if deleted {
+                DirEntry {
+                    ino: self.tagged(0, deletion_ino(&rel, &name)),
+                    name,
+                    kind: FileType::CharacterDevice,
+                }
+            } else {
+                DirEntry {
                     name,
                     ino: self.tagged(0, e.ino()),
-                    kind,
-                });
+                    kind: e.file_type(),
+                }
+            };
+            match seen.get(&entry.name) {
+                None => {
+                    seen.insert(entry.name.clone());
+                    entries.push(entry);
+                }
+                // A real entry wins over a stray `.wh.` of the same name (lookup agrees).
+                Some(_) if !deleted => {
+                    if let Some(old) = entries.iter_mut().find(|x| x.name == entry.name) {
+                        *old = entry;
+                    }
+                }
+                Some(_) => {}
             }
         }
         if self.is_opaque_dir(&dirfd, OsStr::new(".")) {
@@ -289,8 +334,11 @@ impl Union {
                     if seen.contains(&name) {
                         continue;
                     }
-                    if let Some(f) = self.resolve_layers(&rel, &below, OsStr::from_bytes(&name))? {
-                        let ino = self.tagged(f.layers[0], f.st.st_ino);
+                    if self
+                        .resolve_layers(&rel, &below, OsStr::from_bytes(&name))?
+                        .is_some()
+                    {
+                        let ino = self.tagged(0, deletion_ino(&rel, &name));
                         seen.insert(name.clone());
                         entries.push(DirEntry {
                             name,
@@ -445,41 +493,64 @@ impl Union {
             return Err(Error::new("provenance of a removed entry", Errno::NOENT));
         }
         let top = st.layers[0];
+        if ino == ROOT {
+            let n = self.stack.layers.len() as LayerId;
+            let root = &self.stack.layers[top as usize].root;
+            let state = if self.is_opaque_dir(root, OsStr::new(".")) {
+                State::Opaque
+            } else if self.is_upper(top) && st.layers.len() > 1 {
+                State::CopiedUp
+            } else if self.is_upper(top) {
+                State::Created
+            } else {
+                State::Lower
+            };
+            return Ok(Provenance {
+                layer: top,
+                state,
+                shadows: (top + 1..n).filter(|l| !st.layers.contains(l)).collect(),
+            });
+        }
         let rel = {
             let _g = self.tree.read();
             self.rel_path(ino)?
         };
+        let dfd = self.parent_fd(&st, top)?;
+        Ok(self.provenance_at(&rel, &st.layers, st.kind, &dfd, &st.name))
+    }
+
+    /// Where the entry at union path `rel` comes from, given the layers that supply it and its
+    /// top object `name` in directory `dfd`.
+    fn provenance_at(
+        &self,
+        rel: &[u8],
+        layers: &[LayerId],
+        kind: FileType,
+        dfd: &OwnedFd,
+        name: &OsStr,
+    ) -> Provenance {
+        let top = layers[0];
         let n = self.stack.layers.len() as LayerId;
-        let shadows = if ino == ROOT {
-            (top + 1..n).filter(|l| !st.layers.contains(l)).collect()
-        } else {
-            (top + 1..n)
-                .filter(|l| !st.layers.contains(l) && self.layer_has(*l, &rel))
-                .collect()
-        };
-        let (dfd, name): (OwnedFd, &OsStr) = if ino == ROOT {
-            let root = &self.stack.layers[top as usize].root;
-            (root.try_clone().op("dup layer root")?, OsStr::new("."))
-        } else {
-            (self.parent_fd(&st, top)?, st.name.as_os_str())
-        };
-        let state = if st.kind == FileType::Directory && self.is_opaque_dir(&dfd, name) {
+        let shadows = (top + 1..n)
+            .filter(|l| !layers.contains(l) && self.layer_has(*l, rel))
+            .collect();
+        let state = if kind == FileType::Directory && self.is_opaque_dir(dfd, name) {
             State::Opaque
         } else if !self.is_upper(top) {
             State::Lower
-        } else if self.read_origin(&dfd, name).is_some()
-            || self.has_kernel_origin(&dfd, name)
-            || (st.kind == FileType::Directory && st.layers.len() > 1)
+        } else if self.read_origin(dfd, name).is_some()
+            || self.has_kernel_origin(dfd, name)
+            || (kind == FileType::Directory && layers.len() > 1)
         {
             State::CopiedUp
         } else {
             State::Created
         };
-        Ok(Provenance {
+        Provenance {
             layer: top,
             state,
             shadows,
-        })
+        }
     }
 
     /// True when kernel overlayfs recorded a copy-up origin on the object (`overlay.origin`):
@@ -516,29 +587,66 @@ impl Union {
         Some(self.own_xattr(ino, key))
     }
 
+    /// `KEY/NAME` on directory `dir`: answered from the entry's own resolution, not from a
+    /// node (two hard links share one node, but not one path).
     fn child_xattr(&self, dir: Ino, key: &[u8], child: &OsStr) -> Result<Vec<u8>> {
-        let a = self.lookup(dir, child)?;
-        let r = self.own_xattr(a.ino, key);
-        self.forget(a.ino, 1);
-        r
-    }
-
-    fn own_xattr(&self, ino: Ino, key: &[u8]) -> Result<Vec<u8>> {
-        let nodata = || Error::new("getxattr: no such provenance attribute", Errno::NODATA);
+        Self::check_name(child)?;
+        if whiteout::is_reserved(child.as_bytes()) {
+            return Err(Error::new("getxattr", Errno::NOENT));
+        }
+        let d = self.node(dir)?;
+        let dst = d.state();
+        if dst.kind != FileType::Directory {
+            return Err(Error::new("getxattr", Errno::NOTDIR));
+        }
+        let rel_dir = {
+            let _g = self.tree.read();
+            self.rel_path(dir)?
+        };
+        let f = self
+            .resolve(dir, &dst, child)?
+            .ok_or(Error::new("getxattr", Errno::NOENT))?;
         if self.cfg.diff {
+            let below = self.reference_dir(&rel_dir)?;
             return match key {
-                b"change" => Ok(self.change_of_node(ino)?.as_str().as_bytes().to_vec()),
-                _ => Err(nodata()),
+                b"change" => Ok(self
+                    .change_of(&rel_dir, below.as_deref(), &f, child)?
+                    .as_str()
+                    .as_bytes()
+                    .to_vec()),
+                _ => Err(Self::no_provenance()),
             };
         }
+        let kind = FileType::from_raw_mode(f.st.st_mode);
+        let rel = join_rel(&rel_dir, child.as_bytes());
+        let p = self.provenance_at(&rel, &f.layers, kind, &f.dirfd, child);
+        self.provenance_value(key, &p)
+    }
+
+    fn no_provenance() -> Error {
+        Error::new("getxattr: no such provenance attribute", Errno::NODATA)
+    }
+
+    fn provenance_value(&self, key: &[u8], p: &Provenance) -> Result<Vec<u8>> {
         match key {
-            b"layer" => Ok(self.stack.label(self.provenance(ino)?.layer).into_bytes()),
-            b"state" => Ok(self.provenance(ino)?.state.as_str().as_bytes().to_vec()),
+            b"layer" => Ok(self.stack.label(p.layer).into_bytes()),
+            b"state" => Ok(p.state.as_str().as_bytes().to_vec()),
             b"shadows" => {
-                let p = self.provenance(ino)?;
                 let v: Vec<String> = p.shadows.iter().map(|l| self.stack.label(*l)).collect();
                 Ok(v.join(", ").into_bytes())
             }
+            _ => Err(Self::no_provenance()),
+        }
+    }
+
+    fn own_xattr(&self, ino: Ino, key: &[u8]) -> Result<Vec<u8>> {
+        if self.cfg.diff {
+            return match key {
+                b"change" => Ok(self.change_of_node(ino)?.as_str().as_bytes().to_vec()),
+                _ => Err(Self::no_provenance()),
+            };
+        }
+        match key {
             b"layers" if ino == ROOT => {
                 let mut out = Vec::new();
                 for (i, layer) in self.stack.layers.iter().enumerate() {
@@ -549,7 +657,8 @@ impl Union {
                 }
                 Ok(out)
             }
-            _ => Err(nodata()),
+            b"layer" | b"state" | b"shadows" => self.provenance_value(key, &self.provenance(ino)?),
+            _ => Err(Self::no_provenance()),
         }
     }
 
@@ -587,6 +696,9 @@ mod tests {
     #[test]
     fn deletion_is_char_whiteout() {
         let st = rfs::stat(".").unwrap();
-        assert!(whiteout::is_char_whiteout(&as_deletion(st)));
+        let d = as_deletion(st, b"a", b"b");
+        assert!(whiteout::is_char_whiteout(&d));
+        assert_eq!(d.st_ino, deletion_ino(b"a", b"b"));
+        assert_ne!(deletion_ino(b"a", b"b"), deletion_ino(b"a", b"c"));
     }
 }

@@ -60,8 +60,10 @@ impl Union {
 
     /// getxattr(2).
     pub fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
-        if let Some(v) = self.virtual_xattr(ino, name.as_bytes()) {
-            return v;
+        if self.cfg.provenance {
+            if let Some(v) = self.virtual_xattr(ino, name.as_bytes()) {
+                return v;
+            }
         }
         if self.hidden(name.as_bytes()) {
             return Err(Error::new("getxattr", Errno::NODATA));
