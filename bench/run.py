@@ -10,7 +10,8 @@ Run as root: ./bench/run.py [--quick] [--reps N] [--only W1,W3] [--rootless] [--
 
 --rootless runs every implementation as the unprivileged user strata-test inside a user and
 mount namespace (`unshare -Urm`): kernel overlayfs with `userxattr`, the FUSE daemons as
-namespace root, so no FUSE passthrough (it needs real root). The native copy is left out
+namespace root, so no FUSE passthrough (it needs real root). The data set is chowned to the
+user for the run (and back), as a rootless container's layers belong to the user's ids. The native copy is left out
 (a plain user may not hard-link root's files). Caches are still dropped for the cold
 workloads: the root parent process does it when the namespaced child asks.
 
@@ -254,12 +255,19 @@ def run_rootless(argv):
                 f.write("ok\n")
 
     threading.Thread(target=serve, daemon=True).start()
+    # The layers belong to the user for the run, as a rootless container's layers belong to
+    # ids the user's namespace maps; root-owned files would be read-only to every peer.
+    trees = " ".join(LOWERS + [os.path.join(DATA, "untar.tar")])
+    sh(f"chown -R {UNPRIV_USER}: {trees}")
     env = dict(os.environ, STRATA_BENCH_ROOTLESS="1", STRATA_BENCH_DROP_FIFO=os.path.join(fifo, "f"),
                BENCH_DATA=DATA, STRATA_BIN=os.path.abspath(STRATA))
     args = [a for a in argv if a != "--rootless"]
     cmd = ["setpriv", f"--reuid={UNPRIV_USER}", f"--regid={UNPRIV_USER}", "--clear-groups",
            "--", "unshare", "-Urm", "/usr/bin/python3", os.path.abspath(__file__)] + args
-    r = subprocess.run(cmd, env=env)
+    try:
+        r = subprocess.run(cmd, env=env)
+    finally:
+        sh(f"chown -R root: {trees}")
     stop = True
     shutil.rmtree(fifo, ignore_errors=True)
     sys.exit(r.returncode)

@@ -66,6 +66,28 @@ pub fn is_reserved(name: &[u8]) -> bool {
     name.starts_with(WH_PREFIX)
 }
 
+/// What a name read from a layer directory means to the union.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// An entry of its own (a char 0/0 among them is a whiteout, which only a stat tells).
+    Name(&'a [u8]),
+    /// `.wh.NAME`: NAME is hidden in the layers below.
+    Whiteout(&'a [u8]),
+}
+
+/// Classifies a name read from a layer directory; `None` for `.`, `..`, the opaque marker and
+/// other `.wh.` bookkeeping, which are never entries.
+pub fn classify(name: &[u8]) -> Option<Entry<'_>> {
+    if name == b"." || name == b".." || name == OPAQUE_MARKER {
+        return None;
+    }
+    match wh_target(name) {
+        Some(t) => Some(Entry::Whiteout(t)),
+        None if is_reserved(name) => None,
+        None => Some(Entry::Name(name)),
+    }
+}
+
 /// True when an opaque xattr value means "opaque". `x` (kernel 6.7+) means "has xattr
 /// whiteouts inside" and is not opaque.
 pub fn opaque_value(v: &[u8]) -> bool {
@@ -116,5 +138,14 @@ mod tests {
         assert!(is_private_xattr(b"user.fuseoverlayfs.opaque"));
         assert!(!is_private_xattr(b"user.foo"));
         assert!(!is_private_xattr(b"security.capability"));
+    }
+
+    #[test]
+    fn names_classified() {
+        assert_eq!(classify(b"."), None);
+        assert_eq!(classify(b".wh..wh..opq"), None);
+        assert_eq!(classify(b".wh."), None);
+        assert_eq!(classify(b".wh.x"), Some(Entry::Whiteout(b"x")));
+        assert_eq!(classify(b"x"), Some(Entry::Name(b"x")));
     }
 }

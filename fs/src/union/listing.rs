@@ -170,17 +170,13 @@ impl Union {
             while let Some(e) = d.read() {
                 let e = e.op("readdir")?;
                 let n = e.file_name().to_bytes();
-                if n == b"." || n == b".." || n == whiteout::OPAQUE_MARKER {
-                    continue;
+                match whiteout::classify(n) {
+                    Some(whiteout::Entry::Whiteout(t)) => hidden_below.push(t.to_vec()),
+                    Some(whiteout::Entry::Name(n)) => {
+                        here.insert(n.to_vec(), (e.file_type(), e.ino()));
+                    }
+                    None => {}
                 }
-                if let Some(t) = whiteout::wh_target(n) {
-                    hidden_below.push(t.to_vec());
-                    continue;
-                }
-                if whiteout::is_reserved(n) {
-                    continue;
-                }
-                here.insert(n.to_vec(), (e.file_type(), e.ino()));
             }
             for (name, (mut kind, d_ino)) in here {
                 if !decided.insert(name.clone()) {

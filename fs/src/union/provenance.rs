@@ -247,16 +247,14 @@ impl Union {
             while let Some(e) = d.read() {
                 let e = e.op("readdir")?;
                 let n = e.file_name().to_bytes();
-                if n == b"." || n == b".." || n == whiteout::OPAQUE_MARKER {
-                    continue;
-                }
-                if let Some(t) = whiteout::wh_target(n) {
-                    hidden.push(t.to_vec());
-                    continue;
-                }
-                if whiteout::is_reserved(n) || decided.contains(n) {
-                    continue;
-                }
+                let n = match whiteout::classify(n) {
+                    Some(whiteout::Entry::Whiteout(t)) => {
+                        hidden.push(t.to_vec());
+                        continue;
+                    }
+                    Some(whiteout::Entry::Name(n)) if !decided.contains(n) => n,
+                    _ => continue,
+                };
                 let is_wh = matches!(e.file_type(), FileType::CharacterDevice | FileType::Unknown)
                     && rfs::statat(&dirfd, OsStr::from_bytes(n), AtFlags::SYMLINK_NOFOLLOW)
                         .is_ok_and(|s| whiteout::is_char_whiteout(&s));
@@ -288,13 +286,10 @@ impl Union {
         while let Some(e) = d.read() {
             let e = e.op("readdir")?;
             let n = e.file_name().to_bytes();
-            if n == b"." || n == b".." || n == whiteout::OPAQUE_MARKER {
-                continue;
-            }
-            let (name, deleted) = match whiteout::wh_target(n) {
-                Some(t) => (t.to_vec(), true),
-                None if whiteout::is_reserved(n) => continue,
-                None => {
+            let (name, deleted) = match whiteout::classify(n) {
+                Some(whiteout::Entry::Whiteout(t)) => (t.to_vec(), true),
+                None => continue,
+                Some(whiteout::Entry::Name(n)) => {
                     let wh = e.file_type() == FileType::CharacterDevice
                         && rfs::statat(&dirfd, OsStr::from_bytes(n), AtFlags::SYMLINK_NOFOLLOW)
                             .is_ok_and(|s| whiteout::is_char_whiteout(&s));
@@ -459,13 +454,9 @@ impl Union {
         while let Some(e) = d.read() {
             let e = e.op("readdir")?;
             let n = e.file_name().to_bytes();
-            if n == b"." || n == b".." || n == whiteout::OPAQUE_MARKER {
-                continue;
-            }
-            let name = match whiteout::wh_target(n) {
-                Some(t) => t.to_vec(),
-                None if whiteout::is_reserved(n) => continue,
-                None => n.to_vec(),
+            let name = match whiteout::classify(n) {
+                Some(whiteout::Entry::Whiteout(t) | whiteout::Entry::Name(t)) => t.to_vec(),
+                None => continue,
             };
             if seen.insert(name.clone()) {
                 out.push(name);
