@@ -1,0 +1,199 @@
+//! Resolution through the layer stack: the first layer that has a name wins, a whiteout stops
+//! the search, and a directory merges with the same directory below until an opaque one
+//! (Documentation/filesystems/overlayfs.rst, "whiteouts and opaque directories").
+
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::{Found, Ino, NodeState, Union, ROOT};
+use crate::error::{is_absent, Error, Result};
+use crate::layer::LayerId;
+use crate::whiteout;
+
+impl Union {
+    /// True when the root of layer `l` is marked opaque.
+    pub(crate) fn is_opaque_root(&self, l: LayerId) -> bool {
+        let root = &self.stack.layers[l as usize].root;
+        self.is_opaque_dir(root, OsStr::new("."))
+    }
+
+    /// True when directory `name` in `dirfd` is opaque, in any of the formats.
+    pub(crate) fn is_opaque_dir(&self, dirfd: &OwnedFd, name: &OsStr) -> bool {
+        let mut p = Self::proc_path(dirfd, name);
+        if name.as_bytes() == b"." {
+            // `/proc/self/fd/N` is a magic link, and the l*xattr calls would read the link
+            // itself; `/.` makes them read the directory it points at.
+            p.extend_from_slice(b"/.");
+        }
+        let path = OsStr::from_bytes(&p);
+        let mut names = [0u8; 4096];
+        let has_xattr = match rfs::llistxattr(path, &mut names[..]) {
+            Ok(n) => names[..n]
+                .split(|b| *b == 0)
+                .any(|x| whiteout::OPAQUE_XATTRS.iter().any(|o| o.as_bytes() == x)),
+            Err(Errno::RANGE) => true,
+            Err(_) => false,
+        };
+        if has_xattr {
+            for x in whiteout::OPAQUE_XATTRS {
+                let mut v = [0u8; 8];
+                if let Ok(n) = rfs::lgetxattr(path, *x, &mut v[..]) {
+                    if whiteout::opaque_value(&v[..n]) {
+                        return true;
+                    }
+                }
+            }
+        }
+        match rfs::openat(
+            dirfd,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(d) => rfs::statat(
+                &d,
+                OsStr::from_bytes(whiteout::OPAQUE_MARKER),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// True when `.wh.NAME` exists in `dirfd`.
+    pub(crate) fn has_wh(dirfd: &OwnedFd, name: &OsStr) -> bool {
+        match whiteout::wh_name(name) {
+            Some(w) => rfs::statat(dirfd, OsStr::from_bytes(&w), AtFlags::SYMLINK_NOFOLLOW).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Resolves `name` under the directory described by `pst` (inode `parent`) through the
+    /// layers: the first layer that has it wins; a whiteout stops the search; a directory
+    /// collects the same directory from lower layers until an opaque one.
+    pub(crate) fn resolve(
+        &self,
+        parent: Ino,
+        pst: &NodeState,
+        name: &OsStr,
+    ) -> Result<Option<Found>> {
+        let rel = {
+            let _g = self.tree.read();
+            self.rel_path(parent)?
+        };
+        self.resolve_in(&rel, &pst.layers, name)
+    }
+
+    /// [`Union::resolve`] for the directory at union path `rel` supplied by `layers`.
+    pub(crate) fn resolve_in(
+        &self,
+        rel: &[u8],
+        layers: &[LayerId],
+        name: &OsStr,
+    ) -> Result<Option<Found>> {
+        if self.cfg.diff {
+            return self.diff_resolve(rel, name);
+        }
+        self.resolve_layers(rel, layers, name)
+    }
+
+    /// Resolves `name` in directory `rel` through `layers` as a union (first hit wins,
+    /// whiteouts and opaque directories stop the search).
+    pub(crate) fn resolve_layers(
+        &self,
+        rel: &[u8],
+        layers: &[LayerId],
+        name: &OsStr,
+    ) -> Result<Option<Found>> {
+        let mut found: Option<Found> = None;
+        for (i, &l) in layers.iter().enumerate() {
+            let dirfd = match self.open_rel(l, rel, OFlags::PATH) {
+                Ok(d) => d,
+                Err(e) if is_absent(e.errno) => continue,
+                Err(e) => return Err(e),
+            };
+            let st = match rfs::statat(&dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Some(st),
+                Err(e) if is_absent(e) => None,
+                Err(e) => return Err(Error::new("lookup", e)),
+            };
+            let last = i + 1 == layers.len();
+            match (st, found.as_mut()) {
+                (Some(st), None) => {
+                    if whiteout::is_char_whiteout(&st) {
+                        return Ok(None);
+                    }
+                    let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                    let stop = !is_dir
+                        || last
+                        || Self::has_wh(&dirfd, name)
+                        || self.is_opaque_dir(&dirfd, name);
+                    found = Some(Found {
+                        layers: vec![l],
+                        st,
+                        dirfd,
+                    });
+                    if stop {
+                        break;
+                    }
+                }
+                (Some(st), Some(f)) => {
+                    // Below a directory: only directories merge; anything else ends the merge.
+                    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                        break;
+                    }
+                    f.layers.push(l);
+                    if last || Self::has_wh(&dirfd, name) || self.is_opaque_dir(&dirfd, name) {
+                        break;
+                    }
+                }
+                (None, None) => {
+                    if !last && Self::has_wh(&dirfd, name) {
+                        return Ok(None);
+                    }
+                }
+                (None, Some(_)) => {
+                    if !last && Self::has_wh(&dirfd, name) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Resolves a whole union path (`a/b/c`, relative to the root) without touching the node
+    /// table. Used to check which names of a hard-linked lower file are still visible.
+    pub(crate) fn resolve_path(&self, rel: &[u8]) -> Result<Option<Found>> {
+        let root_layers = self.node(ROOT)?.state().layers;
+        let mut layers = root_layers;
+        let mut dir: Vec<u8> = b".".to_vec();
+        let parts: Vec<&[u8]> = rel
+            .split(|b| *b == b'/')
+            .filter(|p| !p.is_empty())
+            .collect();
+        for (i, part) in parts.iter().enumerate() {
+            let Some(f) = self.resolve_in(&dir, &layers, OsStr::from_bytes(part))? else {
+                return Ok(None);
+            };
+            if i + 1 == parts.len() {
+                return Ok(Some(f));
+            }
+            if FileType::from_raw_mode(f.st.st_mode) != FileType::Directory {
+                return Ok(None);
+            }
+            layers = f.layers;
+            if dir == b"." {
+                dir.clear();
+            } else {
+                dir.push(b'/');
+            }
+            dir.extend_from_slice(part);
+        }
+        Ok(None)
+    }
+}
