@@ -463,26 +463,43 @@ impl Union {
 
     /// Looks `name` up in `parent`, counting one kernel reference on success.
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
+        let (_, f) = self.resolve_child(parent, name, "lookup")?;
+        let ino = self.ino_of(f.layers[0], &f.st, &f.dirfd, name);
+        let node = self.remember(ino, parent, name, &f);
+        Ok(self.attr_of(&node, &f.st, f.layers.len()))
+    }
+
+    /// Resolves entry `name` of directory `parent` (for step `op`), with the checks every
+    /// lookup makes: the name, whiteout bookkeeping, a directory as parent, and the negative
+    /// answer of a valid cached listing. Returns the parent's union path too.
+    pub(crate) fn resolve_child(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        op: &'static str,
+    ) -> Result<(Vec<u8>, Found)> {
         Self::check_name(name)?;
         if whiteout::is_reserved(name.as_bytes()) {
-            return Err(Error::new("lookup", Errno::NOENT));
+            return Err(Error::new(op, Errno::NOENT));
         }
         let p = self.node(parent)?;
         let pst = p.state();
         if pst.kind != FileType::Directory {
-            return Err(Error::new("lookup", Errno::NOTDIR));
+            return Err(Error::new(op, Errno::NOTDIR));
         }
         if let Some(l) = p.listing.lock().clone().filter(|l| l.is_valid()) {
             if !l.contains(name.as_bytes()) {
-                return Err(Error::new("lookup", Errno::NOENT));
+                return Err(Error::new(op, Errno::NOENT));
             }
         }
+        let rel = {
+            let _g = self.tree.read();
+            self.rel_path(parent)?
+        };
         let f = self
-            .resolve(parent, &pst, name)?
-            .ok_or(Error::new("lookup", Errno::NOENT))?;
-        let ino = self.ino_of(f.layers[0], &f.st, &f.dirfd, name);
-        let node = self.remember(ino, parent, name, &f);
-        Ok(self.attr_of(&node, &f.st, f.layers.len()))
+            .resolve_in(&rel, &pst.layers, name)?
+            .ok_or(Error::new(op, Errno::NOENT))?;
+        Ok((rel, f))
     }
 
     /// Records a node the kernel now references (one more lookup).

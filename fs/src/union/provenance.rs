@@ -275,11 +275,18 @@ impl Union {
             let _g = self.tree.read();
             self.rel_path(ino)?
         };
+        Ok(Arc::new(Listing::new(self.diff_entries(&rel)?)))
+    }
+
+    /// What a diff view shows in directory `rel`: the changeset's entries, its whiteouts and
+    /// the names its opaque directory hides as deletions. Without the node table, so that
+    /// [`Union::diff_counts`] reads the same set.
+    fn diff_entries(&self, rel: &[u8]) -> Result<Vec<DirEntry>> {
         let mut entries = Vec::new();
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
-        let dirfd = match self.open_rel(0, &rel, OFlags::RDONLY) {
+        let dirfd = match self.open_rel(0, rel, OFlags::RDONLY) {
             Ok(d) => d,
-            Err(e) if is_absent(e.errno) => return Ok(Arc::new(Listing::new(Vec::new()))),
+            Err(e) if is_absent(e.errno) => return Ok(entries),
             Err(e) => return Err(e),
         };
         let mut d = Dir::read_from(&dirfd).op("readdir")?;
@@ -298,7 +305,7 @@ impl Union {
             };
             let entry = if deleted {
                 DirEntry {
-                    ino: self.tagged(0, deletion_ino(&rel, &name)),
+                    ino: self.tagged(0, deletion_ino(rel, &name)),
                     name,
                     kind: FileType::CharacterDevice,
                 }
@@ -324,16 +331,16 @@ impl Union {
             }
         }
         if self.is_opaque_dir(&dirfd, OsStr::new(".")) {
-            if let Some(below) = self.reference_dir(&rel)? {
-                for name in self.names_in(&rel, &below)? {
+            if let Some(below) = self.reference_dir(rel)? {
+                for name in self.names_in(rel, &below)? {
                     if seen.contains(&name) {
                         continue;
                     }
                     if self
-                        .resolve_layers(&rel, &below, OsStr::from_bytes(&name))?
+                        .resolve_layers(rel, &below, OsStr::from_bytes(&name))?
                         .is_some()
                     {
-                        let ino = self.tagged(0, deletion_ino(&rel, &name));
+                        let ino = self.tagged(0, deletion_ino(rel, &name));
                         seen.insert(name.clone());
                         entries.push(DirEntry {
                             name,
@@ -346,12 +353,11 @@ impl Union {
         }
         // An entry of unknown type (some filesystems) is typed by its lookup.
         for e in entries.iter_mut().filter(|e| e.kind == FileType::Unknown) {
-            if let Some(f) = self.diff_resolve(&rel, OsStr::from_bytes(&e.name))? {
+            if let Some(f) = self.diff_resolve(rel, OsStr::from_bytes(&e.name))? {
                 e.kind = FileType::from_raw_mode(f.st.st_mode);
             }
         }
-        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Ok(Arc::new(Listing::new(entries)))
+        Ok(entries)
     }
 
     /// What the changeset did to entry `name` of directory `rel`, given its diff lookup `f`.
@@ -387,13 +393,7 @@ impl Union {
         let mut stack: Vec<Vec<u8>> = vec![b".".to_vec()];
         while let Some(rel) = stack.pop() {
             let below = self.reference_dir(&rel)?;
-            let dirfd = match self.open_rel(0, &rel, OFlags::PATH) {
-                Ok(d) => d,
-                Err(e) if is_absent(e.errno) => continue,
-                Err(e) => return Err(e),
-            };
-            let opaque = self.is_opaque_dir(&dirfd, OsStr::new("."));
-            for name in self.diff_names(&rel, opaque, below.as_deref())? {
+            for DirEntry { name, .. } in self.diff_entries(&rel)? {
                 let os = OsStr::from_bytes(&name);
                 let Some(f) = self.diff_resolve(&rel, os)? else {
                     continue;
@@ -418,51 +418,6 @@ impl Union {
             }
         }
         Ok(c)
-    }
-
-    /// The names a diff view shows in directory `rel`, without the node table.
-    fn diff_names(
-        &self,
-        rel: &[u8],
-        opaque: bool,
-        below: Option<&[LayerId]>,
-    ) -> Result<Vec<Vec<u8>>> {
-        let mut names = self.names_raw(rel)?;
-        if opaque {
-            if let Some(below) = below {
-                let have: HashSet<Vec<u8>> = names.iter().cloned().collect();
-                names.extend(
-                    self.names_in(rel, below)?
-                        .into_iter()
-                        .filter(|n| !have.contains(n)),
-                );
-            }
-        }
-        Ok(names)
-    }
-
-    /// The names in directory `rel` of the changeset, whiteouts as their targets.
-    fn names_raw(&self, rel: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let dirfd = match self.open_rel(0, rel, OFlags::RDONLY) {
-            Ok(d) => d,
-            Err(e) if is_absent(e.errno) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        let mut seen = HashSet::new();
-        let mut d = Dir::read_from(&dirfd).op("readdir")?;
-        while let Some(e) = d.read() {
-            let e = e.op("readdir")?;
-            let n = e.file_name().to_bytes();
-            let name = match whiteout::classify(n) {
-                Some(whiteout::Entry::Whiteout(t) | whiteout::Entry::Name(t)) => t.to_vec(),
-                None => continue,
-            };
-            if seen.insert(name.clone()) {
-                out.push(name);
-            }
-        }
-        Ok(out)
     }
 
     /// True when layer `l` holds an object (not a whiteout) at union path `rel`, reached
@@ -581,22 +536,7 @@ impl Union {
     /// `KEY/NAME` on directory `dir`: answered from the entry's own resolution, not from a
     /// node (two hard links share one node, but not one path).
     fn child_xattr(&self, dir: Ino, key: &[u8], child: &OsStr) -> Result<Vec<u8>> {
-        Self::check_name(child)?;
-        if whiteout::is_reserved(child.as_bytes()) {
-            return Err(Error::new("getxattr", Errno::NOENT));
-        }
-        let d = self.node(dir)?;
-        let dst = d.state();
-        if dst.kind != FileType::Directory {
-            return Err(Error::new("getxattr", Errno::NOTDIR));
-        }
-        let rel_dir = {
-            let _g = self.tree.read();
-            self.rel_path(dir)?
-        };
-        let f = self
-            .resolve(dir, &dst, child)?
-            .ok_or(Error::new("getxattr", Errno::NOENT))?;
+        let (rel_dir, f) = self.resolve_child(dir, child, "getxattr")?;
         if self.cfg.diff {
             let below = self.reference_dir(&rel_dir)?;
             return match key {
