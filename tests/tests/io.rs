@@ -437,6 +437,49 @@ fn priv_xattrs_user_trusted_security() {
     }
 }
 
+/// `ls -l` asks every file for its SELinux label; on a host without SELinux an unlabeled file
+/// answers EOPNOTSUPP (so `ls` stops asking), and a label a layer holds is still read.
+#[test]
+fn priv_selinux_label_absent_is_unsupported_present_is_read() {
+    if !require_mount() {
+        return;
+    }
+    if std::path::Path::new("/sys/fs/selinux/enforce").exists() {
+        // SELinux answers the label itself; the filesystem is never asked.
+        eprintln!("not applicable: SELinux is active and answers labels itself");
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "plain"), "p");
+    write(fx.l(0, "labeled"), "l");
+    xattr_set(
+        fx.l(0, "labeled"),
+        "security.selinux",
+        b"system_u:object_r:etc_t:s0",
+    );
+    fx.mount();
+    write(fx.m("new"), "n");
+    for p in ["plain", "new", "."] {
+        assert_eq!(
+            errno(p, xattr_get(fx.m(p), "security.selinux")),
+            libc::EOPNOTSUPP,
+            "{p}"
+        );
+        // Any other missing name is still ENODATA.
+        assert_eq!(
+            errno(p, xattr_get(fx.m(p), "security.other")),
+            libc::ENODATA
+        );
+    }
+    assert_eq!(
+        xattr_get(fx.m("labeled"), "security.selinux").unwrap(),
+        b"system_u:object_r:etc_t:s0"
+    );
+    assert!(xattr_list(fx.m("labeled"))
+        .unwrap()
+        .contains("security.selinux"));
+}
+
 /// A 4096-aligned window of `v` of `len` bytes (O_DIRECT needs aligned user buffers).
 fn aligned(v: &mut [u8], len: usize) -> &mut [u8] {
     let off = v.as_ptr().align_offset(4096);

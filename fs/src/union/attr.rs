@@ -176,6 +176,13 @@ impl Union {
             let s = rfs::fstat(&self.stack.layers[l as usize].root).op("stat root")?;
             return Ok((s, st.layers.len()));
         }
+        if st.kind == FileType::Directory && !self.is_upper(l) {
+            if let Some((cl, s)) = *node.lower_dir_stat.lock() {
+                if cl == l {
+                    return Ok((s, st.layers.len()));
+                }
+            }
+        }
         let dfd = self.parent_fd(&st, l)?;
         match rfs::statat(&dfd, &st.name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(s) if self.is_node_object(node, l, &s, || self.read_origin(&dfd, &st.name)) => {

@@ -122,6 +122,11 @@ pub(crate) struct Node {
     /// every file, and most have none. Exact, because lowers never change and the upper
     /// changes only through this daemon (dropped on setxattr, removexattr and copy-up).
     pub xattr_names: Mutex<Option<Arc<Vec<u8>>>>,
+    /// The stat of a directory whose top layer is a lower one, taken at lookup. A lower
+    /// never changes, and the kernel asks for a directory's attributes again after every
+    /// uncached readdir (`fuse_invalidate_atime`, fs/fuse/readdir.c), so a walk's second
+    /// pass would otherwise pay a path resolution per directory.
+    pub lower_dir_stat: Mutex<Option<(LayerId, Stat)>>,
 }
 
 impl Node {
@@ -237,6 +242,7 @@ impl Union {
             listing_build: Mutex::new(()),
             pinned: Mutex::new(None),
             xattr_names: Mutex::new(None),
+            lower_dir_stat: Mutex::new(None),
         };
         u.nodes.insert(ROOT, Arc::new(root));
         Ok(u)
@@ -523,6 +529,7 @@ impl Union {
                 listing_build: Mutex::new(()),
                 pinned: Mutex::new(None),
                 xattr_names: Mutex::new(None),
+                lower_dir_stat: Mutex::new(None),
             })
         });
         // Counted while the table shard is locked, so a concurrent FORGET cannot drop the node
@@ -563,6 +570,12 @@ impl Union {
                 // the name check handle.
                 st.layers = f.layers.clone();
             }
+            let top = st.layers.first().copied().filter(|&l| !self.is_upper(l));
+            let lower_dir = kind == FileType::Directory
+                && !st.unlinked
+                && top.is_some()
+                && top == f.layers.first().copied();
+            *node.lower_dir_stat.lock() = top.filter(|_| lower_dir).map(|l| (l, f.st));
         }
         node
     }

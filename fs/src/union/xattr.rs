@@ -13,6 +13,25 @@ use crate::copy_up::{get_xattr, list_xattrs};
 use crate::error::{Error, Op, Result};
 use crate::whiteout;
 
+/// The SELinux label. An active SELinux answers `getxattr` of it from the inode's in-core
+/// label and never asks the filesystem (`vfs_getxattr` → `xattr_getsecurity`, fs/xattr.c),
+/// so a request for it reaches the daemon only on a host where SELinux is off.
+const SELINUX_LABEL: &[u8] = b"security.selinux";
+
+/// The errno for an xattr the object does not have. ENODATA, except for the SELinux label:
+/// `ls -l` asks for it on every file, and a FUSE GETXATTR is a round trip the kernel never
+/// caches (a third of warm `ls -lR`). EOPNOTSUPP tells it "no labels on this filesystem",
+/// after which it stops asking for this device (coreutils ls.c, `getfilecon_cache` and
+/// `errno_unsupported`); both errnos mean "no label" to libselinux's callers. A label a
+/// layer does hold is still returned, and listed by listxattr.
+fn absent(name: &[u8]) -> Errno {
+    if name == SELINUX_LABEL {
+        Errno::OPNOTSUPP
+    } else {
+        Errno::NODATA
+    }
+}
+
 impl Union {
     /// Runs `f` with a path naming node `ino` in its top layer (used with `l*xattr`).
     fn with_path<T>(&self, ino: Ino, f: impl FnOnce(&OsStr) -> Result<T>) -> Result<T> {
@@ -70,7 +89,7 @@ impl Union {
         }
         if let Ok(names) = self.names(ino) {
             if !names.split(|b| *b == 0).any(|n| n == name.as_bytes()) {
-                return Err(Error::new("getxattr", Errno::NODATA));
+                return Err(Error::new("getxattr", absent(name.as_bytes())));
             }
         }
         self.with_path(ino, |p| get_xattr(p, name).op("getxattr"))
