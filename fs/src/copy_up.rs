@@ -67,6 +67,9 @@ pub(crate) fn copy_up(u: &Union, node: &Arc<Node>) -> Result<()> {
             None => (b".".to_vec(), alias.clone()),
         };
         let adir = u.ensure_upper_path(&dir)?;
+        // A name appears in the upper of a directory we have no node at hand for: no listing
+        // knows its top layer any more. Rare: a hard-linked lower file copied up.
+        u.drop_all_layer_hints();
         match rfs::linkat(
             &dst_dir,
             name,
@@ -129,6 +132,9 @@ fn copy_object(
         // Copy-up must not change what the union shows of the parent: put its times back
         // (kernel overlayfs does the same, ovl_set_timestamps) and tell the kernel to refetch.
         let parent_before = rfs::fstat(dst_dir).op("copy-up: stat parent")?;
+        // Before the name appears in the upper: the parent's listing no longer knows its top
+        // layer.
+        u.drop_layer_hints(parent_ino);
         match rfs::renameat_with(work, &tmp, dst_dir, dst_name, rfs::RenameFlags::NOREPLACE) {
             Err(Errno::EXIST) if kind == FileType::Directory => {
                 Err(Errno::EXIST).op("copy-up: raced")

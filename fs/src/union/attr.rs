@@ -176,11 +176,19 @@ impl Union {
             let s = rfs::fstat(&self.stack.layers[l as usize].root).op("stat root")?;
             return Ok((s, st.layers.len()));
         }
-        if st.kind == FileType::Directory && !self.is_upper(l) {
-            if let Some((cl, s)) = *node.lower_dir_stat.lock() {
-                if cl == l {
-                    return Ok((s, st.layers.len()));
+        if st.kind == FileType::Directory {
+            if !self.is_upper(l) {
+                if let Some((cl, s)) = *node.lower_dir_stat.lock() {
+                    if cl == l {
+                        return Ok((s, st.layers.len()));
+                    }
                 }
+            }
+            // The directory's own fd (cached, see `dirfds`) is the node's object: no origin
+            // check through the name. The kernel asks for the parent's attributes after every
+            // entry removed from or created in it (fuse_dir_changed, fs/fuse/dir.c).
+            if let Ok(fd) = self.dir_fd(node.ino, l) {
+                return Ok((rfs::fstat(&*fd).op("fstat")?, st.layers.len()));
             }
         }
         let dfd = self.parent_fd(&st, l)?;

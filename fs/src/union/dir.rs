@@ -244,9 +244,8 @@ impl Union {
         }
         let updir = self.dir_fd(parent, UPPER)?;
         let slot = self.slot(&updir, name)?;
-        let (src_dir, src_name): (OwnedFd, OsString) = if st.unlinked {
-            let p = node.pinned_fd("link")?;
-            (p.try_clone().op("dup")?, OsString::new())
+        let (src_dir, src_name): (std::sync::Arc<OwnedFd>, OsString) = if st.unlinked {
+            (node.pinned_fd("link")?, OsString::new())
         } else {
             (self.parent_fd(&st, UPPER)?, st.name.clone())
         };
@@ -348,6 +347,11 @@ impl Union {
         } else {
             self.make_whiteout(&updir, name)?;
         }
+        if dir {
+            // Its fds (and any below it) must not serve a directory made later at this path.
+            let _t = self.tree.write();
+            self.dir_fds.clear();
+        }
         self.dir_changed(parent);
         Ok(())
     }
@@ -390,7 +394,7 @@ impl Union {
         let tmp = self.tmp_name();
         if need_whiteout && self.stack.whiteout == Format::Kernel {
             match rfs::renameat_with(updir, name, work, &tmp, RenameFlags::WHITEOUT) {
-                Ok(()) => return self.discard(work, &tmp),
+                Ok(()) => return self.discard(work, tmp, dir),
                 Err(e) if crate::error::is_unsupported(e) => {}
                 Err(e) => return Err(Error::new("remove: rename with whiteout", e)),
             }
@@ -401,10 +405,15 @@ impl Union {
             self.make_wh_file(updir, name)?;
         }
         rfs::renameat(updir, name, work, &tmp).op("remove: move to work")?;
-        self.discard(work, &tmp)
+        self.discard(work, tmp, dir)
     }
 
-    fn discard(&self, work: &OwnedFd, tmp: &OsStr) -> Result<()> {
+    /// Removes `tmp` from the work dir: a directory in the background (see `discard.rs`); a
+    /// file now, since its other hard links must show the new link count at once.
+    fn discard(&self, work: &OwnedFd, tmp: OsString, dir: bool) -> Result<()> {
+        if dir && self.discarder.queue(work, tmp.clone()) {
+            return Ok(());
+        }
         crate::tree::remove_entry(
             work,
             &std::ffi::CString::new(tmp.as_bytes()).unwrap_or_default(),

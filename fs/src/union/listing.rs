@@ -10,6 +10,7 @@ use rustix::fs::{self as rfs, AtFlags, Dir, FileType};
 
 use super::{Ino, Union};
 use crate::error::{Op, Result};
+use crate::layer::LayerId;
 use crate::whiteout;
 
 /// One visible entry.
@@ -21,6 +22,8 @@ pub struct DirEntry {
     pub ino: Ino,
     /// File type.
     pub kind: FileType,
+    /// The top layer that has it (a diff view: 0, the changeset).
+    pub layer: LayerId,
 }
 
 /// A merged directory listing (without `.` and `..`).
@@ -37,8 +40,14 @@ pub struct Listing {
     pub entries: Vec<DirEntry>,
     slots: Vec<u64>,
     next_slot: u64,
-    index: HashSet<Vec<u8>>,
+    /// Name → top layer.
+    index: HashMap<Vec<u8>, LayerId>,
     valid: AtomicBool,
+    /// The top layers in `index` are exact: built under [`Union::hint_epoch`] `epoch`, and no
+    /// copy-up into the directory since (a copy-up changes a name's top layer, not the
+    /// names, so the listing itself stays valid).
+    hints: AtomicBool,
+    epoch: u64,
 }
 
 impl Listing {
@@ -50,7 +59,7 @@ impl Listing {
     }
 
     fn with_slots(entries: Vec<DirEntry>, slots: Vec<u64>) -> Self {
-        let index = entries.iter().map(|e| e.name.clone()).collect();
+        let index = entries.iter().map(|e| (e.name.clone(), e.layer)).collect();
         let next_slot = slots.last().map_or(0, |s| s + 1);
         Listing {
             entries,
@@ -58,6 +67,8 @@ impl Listing {
             next_slot,
             index,
             valid: AtomicBool::new(true),
+            hints: AtomicBool::new(true),
+            epoch: 0,
         }
     }
 
@@ -91,7 +102,20 @@ impl Listing {
 
     /// True when `name` is a visible entry.
     pub fn contains(&self, name: &[u8]) -> bool {
-        self.index.contains(name)
+        self.index.contains_key(name)
+    }
+
+    /// The top layer that has visible entry `name`: the layers above it have neither the
+    /// name nor a whiteout of it, so a lookup can start there.
+    pub(crate) fn layer_of(&self, name: &[u8], epoch: u64) -> Option<LayerId> {
+        if !self.hints.load(Ordering::Acquire) || self.epoch != epoch {
+            return None;
+        }
+        self.index.get(name).copied()
+    }
+
+    pub(crate) fn drop_hints(&self) {
+        self.hints.store(false, Ordering::Release);
     }
 
     /// False once the directory changed (the listing is then rebuilt, keeping its slots).
@@ -140,6 +164,23 @@ impl DirStream {
 }
 
 impl Union {
+    /// A copy-up into directory `ino` is about to change the top layer of a name in it.
+    pub(crate) fn drop_layer_hints(&self, ino: Ino) {
+        if let Some(n) = self.nodes.get(&ino) {
+            // A listing being built now may have read the upper before the copy: it is
+            // stored stale (see `listing_gen`).
+            n.listing_gen.fetch_add(1, Ordering::AcqRel);
+            if let Some(l) = n.listing.lock().as_ref() {
+                l.drop_hints();
+            }
+        }
+    }
+
+    /// The same, for every directory.
+    pub(crate) fn drop_all_layer_hints(&self) {
+        self.hint_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// The merged listing of directory `ino`, from the cache or built now.
     pub fn listing(&self, ino: Ino) -> Result<Arc<Listing>> {
         if self.cfg.diff {
@@ -155,6 +196,7 @@ impl Union {
             return Ok(l.clone());
         }
         let generation = node.listing_gen.load(Ordering::Acquire);
+        let epoch = self.hint_epoch.load(Ordering::Acquire);
         let st = node.state();
         let mut entries: Vec<DirEntry> = Vec::new();
         let mut decided: HashSet<Vec<u8>> = HashSet::new();
@@ -196,14 +238,21 @@ impl Union {
                     kind = FileType::from_raw_mode(s.st_mode);
                     ino = self.ino_of(l, &s, &dirfd, os);
                 }
-                entries.push(DirEntry { name, ino, kind });
+                entries.push(DirEntry {
+                    name,
+                    ino,
+                    kind,
+                    layer: l,
+                });
             }
             decided.extend(hidden_below);
         }
-        let listing = Arc::new(match &prev {
+        let mut listing = match &prev {
             Some(p) => Listing::following(entries, p),
             None => Listing::new(entries),
-        });
+        };
+        listing.epoch = epoch;
+        let listing = Arc::new(listing);
         if node.listing_gen.load(Ordering::Acquire) != generation {
             // The directory changed while it was read: keep the slots, not the content.
             listing.invalidate();

@@ -9,6 +9,8 @@
 
 mod attr;
 mod dir;
+mod dirfds;
+mod discard;
 mod file;
 mod links;
 mod listing;
@@ -160,7 +162,7 @@ pub(crate) struct Found {
     pub layers: Vec<LayerId>,
     pub st: Stat,
     /// The top layer's parent directory.
-    pub dirfd: OwnedFd,
+    pub dirfd: Arc<OwnedFd>,
 }
 
 /// The hook that drops the kernel's cached attributes of an inode.
@@ -185,6 +187,12 @@ pub struct Union {
     /// Held shared while a path is turned into a directory fd, exclusively while a directory
     /// moves, so a path is never built from a half-renamed tree.
     pub(crate) tree: RwLock<()>,
+    /// Directory fds recently reached, by (node, layer).
+    pub(crate) dir_fds: dirfds::DirFds,
+    /// Empties removed directories after the reply.
+    pub(crate) discarder: discard::Discarder,
+    /// Bumped when no listing may trust its top layers any more (see `Listing::layer_of`).
+    pub(crate) hint_epoch: AtomicU64,
     /// Name of the private xattr that records a copied-up object's original inode number.
     pub(crate) origin_xattr: String,
     /// Per lower layer: inode → paths, for files with more than one link (built on demand).
@@ -210,6 +218,9 @@ impl Union {
             next_fh: AtomicU64::new(1),
             tmp_seq: AtomicU64::new(0),
             tree: RwLock::new(()),
+            dir_fds: dirfds::DirFds::default(),
+            discarder: discard::Discarder::default(),
+            hint_epoch: AtomicU64::new(0),
             origin_xattr,
             links: links::LinkIndex::default(),
             dir_copy_lock: Mutex::new(()),
@@ -351,10 +362,23 @@ impl Union {
     }
 
     /// Opens directory node `ino` itself in layer `l` (`O_PATH`).
-    pub(crate) fn dir_fd(&self, ino: Ino, l: LayerId) -> Result<OwnedFd> {
+    pub(crate) fn dir_fd(&self, ino: Ino, l: LayerId) -> Result<Arc<OwnedFd>> {
+        // A diff view may show another mount's upper, which changes under it: no cache.
+        let cache = !self.cfg.diff;
+        if cache {
+            if let Some(fd) = self.dir_fds.get(ino, l) {
+                return Ok(fd);
+            }
+        }
+        // Held until the fd is stored, so a rename or rmdir (which clear the cache under the
+        // write lock) cannot slip in between the path walk and the store.
         let _g = self.tree.read();
         let rel = self.rel_path(ino)?;
-        self.open_rel(l, &rel, OFlags::PATH)
+        let fd = Arc::new(self.open_rel(l, &rel, OFlags::PATH)?);
+        if cache {
+            self.dir_fds.insert(ino, l, fd.clone());
+        }
+        Ok(fd)
     }
 
     /// Opens directory node `ino` in layer `l` for reading its entries.
@@ -366,7 +390,7 @@ impl Union {
 
     /// The directory that holds node `st` in layer `l`, and the node's name in it.
     /// For the root, the layer root itself and `"."`.
-    pub(crate) fn parent_fd(&self, st: &NodeState, l: LayerId) -> Result<OwnedFd> {
+    pub(crate) fn parent_fd(&self, st: &NodeState, l: LayerId) -> Result<Arc<OwnedFd>> {
         self.dir_fd(st.parent, l)
     }
 
@@ -469,7 +493,7 @@ impl Union {
 
     /// Looks `name` up in `parent`, counting one kernel reference on success.
     pub fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
-        let (_, f) = self.resolve_child(parent, name, "lookup")?;
+        let f = self.resolve_child(parent, name, "lookup")?;
         let ino = self.ino_of(f.layers[0], &f.st, &f.dirfd, name);
         let node = self.remember(ino, parent, name, &f);
         Ok(self.attr_of(&node, &f.st, f.layers.len()))
@@ -477,13 +501,13 @@ impl Union {
 
     /// Resolves entry `name` of directory `parent` (for step `op`), with the checks every
     /// lookup makes: the name, whiteout bookkeeping, a directory as parent, and the negative
-    /// answer of a valid cached listing. Returns the parent's union path too.
+    /// answer of a valid cached listing.
     pub(crate) fn resolve_child(
         &self,
         parent: Ino,
         name: &OsStr,
         op: &'static str,
-    ) -> Result<(Vec<u8>, Found)> {
+    ) -> Result<Found> {
         Self::check_name(name)?;
         if whiteout::is_reserved(name.as_bytes()) {
             return Err(Error::new(op, Errno::NOENT));
@@ -498,14 +522,8 @@ impl Union {
                 return Err(Error::new(op, Errno::NOENT));
             }
         }
-        let rel = {
-            let _g = self.tree.read();
-            self.rel_path(parent)?
-        };
-        let f = self
-            .resolve_in(&rel, &pst.layers, name)?
-            .ok_or(Error::new(op, Errno::NOENT))?;
-        Ok((rel, f))
+        self.resolve(parent, &pst, name)?
+            .ok_or(Error::new(op, Errno::NOENT))
     }
 
     /// Records a node the kernel now references (one more lookup).
@@ -586,12 +604,18 @@ impl Union {
             return;
         }
         // Decrement and remove in one step under the shard lock (see `remember`).
-        self.nodes.remove_if(&ino, |_, node| {
+        let gone = self.nodes.remove_if(&ino, |_, node| {
             let cur = node.lookups.load(Ordering::Acquire);
             let left = cur.saturating_sub(n);
             node.lookups.store(left, Ordering::Release);
             left == 0
         });
+        if let Some((_, node)) = gone {
+            let st = node.st.read();
+            if st.kind == FileType::Directory {
+                self.dir_fds.forget(ino, &st.layers);
+            }
+        }
     }
 
     /// Marks the cached listing of directory `ino` stale after a change in it.

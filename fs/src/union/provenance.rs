@@ -201,7 +201,7 @@ impl Union {
                 return Ok(Some(Found {
                     layers: vec![0],
                     st,
-                    dirfd,
+                    dirfd: dirfd.into(),
                 }));
             }
             Err(e) if is_absent(e) => {}
@@ -212,7 +212,7 @@ impl Union {
                 return Ok(Some(Found {
                     layers: vec![0],
                     st: as_deletion(st, rel, name.as_bytes()),
-                    dirfd,
+                    dirfd: dirfd.into(),
                 }));
             }
         }
@@ -227,7 +227,7 @@ impl Union {
         Ok(self.resolve_layers(rel, &below, name)?.map(|f| Found {
             layers: vec![0],
             st: as_deletion(f.st, rel, name.as_bytes()),
-            dirfd,
+            dirfd: dirfd.into(),
         }))
     }
 
@@ -308,12 +308,14 @@ impl Union {
                     ino: self.tagged(0, deletion_ino(rel, &name)),
                     name,
                     kind: FileType::CharacterDevice,
+                    layer: 0,
                 }
             } else {
                 DirEntry {
                     name,
                     ino: self.tagged(0, e.ino()),
                     kind: e.file_type(),
+                    layer: 0,
                 }
             };
             match seen.get(&entry.name) {
@@ -346,6 +348,7 @@ impl Union {
                             name,
                             ino,
                             kind: FileType::CharacterDevice,
+                            layer: 0,
                         });
                     }
                 }
@@ -536,7 +539,11 @@ impl Union {
     /// `KEY/NAME` on directory `dir`: answered from the entry's own resolution, not from a
     /// node (two hard links share one node, but not one path).
     fn child_xattr(&self, dir: Ino, key: &[u8], child: &OsStr) -> Result<Vec<u8>> {
-        let (rel_dir, f) = self.resolve_child(dir, child, "getxattr")?;
+        let f = self.resolve_child(dir, child, "getxattr")?;
+        let rel_dir = {
+            let _g = self.tree.read();
+            self.rel_path(dir)?
+        };
         if self.cfg.diff {
             let below = self.reference_dir(&rel_dir)?;
             return match key {

@@ -121,6 +121,10 @@ impl Union {
             if let Some(d) = dst_ino {
                 self.move_node(d, parent, name);
             }
+            if src_dir || dst_dir {
+                // Paths below a moved directory changed (see `dirfds`).
+                self.dir_fds.clear();
+            }
         } else {
             if let Some(d) = &dst {
                 let dino = dst_ino.unwrap_or_default();
@@ -138,6 +142,10 @@ impl Union {
             let _t = src_dir.then(|| self.tree.write());
             self.move_in_upper(&src_up, name, &dst_up, newname, src_dir, src_leaves_wh)?;
             self.move_node(src_ino, newparent, newname);
+            if src_dir || dst_dir {
+                // Paths below a moved or replaced directory changed (see `dirfds`).
+                self.dir_fds.clear();
+            }
         }
         drop(held);
         drop(sn);

@@ -5,6 +5,8 @@
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -81,11 +83,25 @@ impl Union {
         pst: &NodeState,
         name: &OsStr,
     ) -> Result<Option<Found>> {
-        let rel = {
-            let _g = self.tree.read();
-            self.rel_path(parent)?
-        };
-        self.resolve_in(&rel, &pst.layers, name)
+        if self.cfg.diff {
+            let rel = {
+                let _g = self.tree.read();
+                self.rel_path(parent)?
+            };
+            return self.diff_resolve(&rel, name);
+        }
+        // A valid cached listing says which layer the name comes from: the layers above need
+        // no look (for `rm -rf` of a lower tree, two stats of the upper per file).
+        let from = self
+            .node(parent)?
+            .listing
+            .lock()
+            .as_ref()
+            .filter(|l| l.is_valid())
+            .and_then(|l| l.layer_of(name.as_bytes(), self.hint_epoch.load(Ordering::Acquire)))
+            .and_then(|top| pst.layers.iter().position(|&l| l == top))
+            .unwrap_or(0);
+        self.resolve_with(&pst.layers[from..], name, |l| self.dir_fd(parent, l))
     }
 
     /// [`Union::resolve`] for the directory at union path `rel` supplied by `layers`.
@@ -109,9 +125,21 @@ impl Union {
         layers: &[LayerId],
         name: &OsStr,
     ) -> Result<Option<Found>> {
+        self.resolve_with(layers, name, |l| {
+            self.open_rel(l, rel, OFlags::PATH).map(Arc::new)
+        })
+    }
+
+    /// The resolution itself, with `open` reaching the directory in each layer.
+    fn resolve_with(
+        &self,
+        layers: &[LayerId],
+        name: &OsStr,
+        open: impl Fn(LayerId) -> Result<Arc<OwnedFd>>,
+    ) -> Result<Option<Found>> {
         let mut found: Option<Found> = None;
         for (i, &l) in layers.iter().enumerate() {
-            let dirfd = match self.open_rel(l, rel, OFlags::PATH) {
+            let dirfd = match open(l) {
                 Ok(d) => d,
                 Err(e) if is_absent(e.errno) => continue,
                 Err(e) => return Err(e),
