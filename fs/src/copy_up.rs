@@ -18,8 +18,11 @@ use crate::error::{Error, Op, Result};
 use crate::union::{Ino, Node, Union, ROOT, UPPER};
 use crate::whiteout;
 
-/// Copies `node` (and, first, its parent directories) into the upper layer.
-pub(crate) fn copy_up(u: &Union, node: &Arc<Node>) -> Result<()> {
+/// Copies `node` (and, first, its parent directories) into the upper layer. With `meta` (a
+/// metadata change, on a `metacopy=on` mount), a regular file's data stays below (see
+/// `Config::metacopy`).
+pub(crate) fn copy_up(u: &Union, node: &Arc<Node>, meta: bool) -> Result<()> {
+    let want_meta = meta;
     if node.ino == ROOT {
         // The upper root always exists; the root's layers include it from the start.
         return Ok(());
@@ -58,9 +61,31 @@ pub(crate) fn copy_up(u: &Union, node: &Arc<Node>) -> Result<()> {
         Vec::new()
     };
     let noatime = !u.stack.layers[src_layer as usize].kernel_ro;
-    copy_object(
-        u, &src_dir, name, &src, noatime, node.ino, &dst_dir, name, st.parent,
-    )?;
+    // A metacopy in a lower layer is copied up as a metacopy of the same data, and then
+    // completed from that data if the caller needs the data.
+    let from_metacopy = st.data.is_some();
+    let meta = from_metacopy
+        || (meta
+            && u.cfg.metacopy
+            && FileType::from_raw_mode(src.st_mode) == FileType::RegularFile
+            && src.st_size as u64 >= crate::union::METACOPY_MIN
+            && aliases.is_empty());
+    let copied = |meta| {
+        copy_object(
+            u, &src_dir, name, &src, noatime, node.ino, &dst_dir, name, st.parent, meta,
+        )
+    };
+    // An upper that cannot hold the mark (no xattrs there) gets a full copy, unless the
+    // source is itself a metacopy, whose data is elsewhere.
+    let meta = if from_metacopy {
+        copied(true)?;
+        true
+    } else {
+        meta && copied(true).is_ok()
+    };
+    if !meta {
+        copied(false)?;
+    }
     for alias in aliases {
         let (dir, base) = match alias.iter().rposition(|b| *b == b'/') {
             Some(i) => (alias[..i].to_vec(), alias[i + 1..].to_vec()),
@@ -70,19 +95,98 @@ pub(crate) fn copy_up(u: &Union, node: &Arc<Node>) -> Result<()> {
         // A name appears in the upper of a directory we have no node at hand for: no listing
         // knows its top layer any more. Rare: a hard-linked lower file copied up.
         u.drop_all_layer_hints();
-        match rfs::linkat(
+        let linked = rfs::linkat(
             &dst_dir,
             name,
             &adir,
             OsStr::from_bytes(&base),
             AtFlags::empty(),
-        ) {
+        );
+        u.drop_all_layer_hints();
+        match linked {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(Error::new("copy-up: link alias", e)),
         }
     }
-    let mut w = node.st.write();
-    w.layers = vec![UPPER];
+    {
+        let mut w = node.st.write();
+        w.layers = vec![UPPER];
+        w.data = if from_metacopy {
+            st.data
+        } else {
+            meta.then_some(src_layer)
+        };
+    }
+    *node.xattr_names.lock() = None;
+    if from_metacopy && !want_meta {
+        drop(_lock);
+        complete_metacopy(u, node)?;
+    }
+    Ok(())
+}
+
+/// Copies the data of metacopy file `node` up: a full copy of the lower data with the upper
+/// file's metadata replaces the upper file in one rename, so a crash leaves either the
+/// metacopy or the whole file. Called before anything writes or truncates it, or gives it a
+/// new name (rename, link).
+pub(crate) fn complete_metacopy(u: &Union, node: &Arc<Node>) -> Result<()> {
+    let _lock = node.copy_lock.lock();
+    let st = node.state();
+    let Some(data_layer) = st.data else {
+        return Ok(());
+    };
+    if st.unlinked {
+        return Err(Error::new("copy-up of removed file", Errno::NOENT));
+    }
+    let work = u.work()?;
+    let up_dir = u.parent_fd(&st, UPPER)?;
+    let data_dir = u.parent_fd(&st, data_layer)?;
+    let name = st.name.as_os_str();
+    let meta = rfs::statat(&*up_dir, name, AtFlags::SYMLINK_NOFOLLOW).op("copy-up: stat")?;
+    let tmp = u.tmp_name();
+    let result = (|| {
+        let noatime = !u.stack.layers[data_layer as usize].kernel_ro;
+        let mut fl = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if noatime {
+            fl |= OFlags::NOATIME;
+        }
+        let from = match rfs::openat(&*data_dir, name, fl, Mode::empty()) {
+            Err(Errno::PERM) => rfs::openat(&*data_dir, name, fl - OFlags::NOATIME, Mode::empty()),
+            r => r,
+        }
+        .op("copy-up: open metacopy data")?;
+        let to = rfs::openat(
+            work,
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .op("copy-up: create")?;
+        copy_data(&from, &to, meta.st_size as u64)?;
+        copy_owner(work, &tmp, &meta)?;
+        // The upper file's xattrs are the file's (the user may have changed them since).
+        copy_xattrs(&up_dir, name, work, &tmp, FileType::RegularFile)?;
+        let o = Union::proc_path(work, &tmp);
+        let _ = rfs::lsetxattr(
+            OsStr::from_bytes(&o),
+            u.origin_xattr.as_str(),
+            &node.ino.to_le_bytes(),
+            rfs::XattrFlags::empty(),
+        );
+        copy_mode_times(work, &tmp, &meta)?;
+        if !u.cfg.volatile {
+            rfs::fsync(&to).op("copy-up: fsync")?;
+        }
+        let parent_before = rfs::fstat(&*up_dir).op("copy-up: stat parent")?;
+        rfs::renameat(work, &tmp, &*up_dir, name).op("copy-up: replace metacopy")?;
+        restore_times(&up_dir, &parent_before);
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = crate::tree::remove_entry(work, &cstr(&tmp));
+        return Err(e);
+    }
+    node.st.write().data = None;
     *node.xattr_names.lock() = None;
     Ok(())
 }
@@ -100,11 +204,17 @@ fn copy_object(
     dst_dir: &OwnedFd,
     dst_name: &OsStr,
     parent_ino: Ino,
+    meta: bool,
 ) -> Result<()> {
     let work = u.work()?;
     let tmp = u.tmp_name();
     let kind = FileType::from_raw_mode(src.st_mode);
-    let result = make_copy(noatime, src_dir, name, src, work, &tmp).and_then(|()| {
+    let made = if meta {
+        make_metacopy(src, work, &tmp)
+    } else {
+        make_copy(noatime, src_dir, name, src, work, &tmp)
+    };
+    let result = made.and_then(|()| {
         // Owner before xattrs: chown drops security.capability (and setuid bits, which the
         // mode step puts back).
         copy_owner(work, &tmp, src)?;
@@ -112,12 +222,27 @@ fn copy_object(
         let o = Union::proc_path(work, &tmp);
         // Record the original inode number so st_ino survives copy-up and remount. A
         // filesystem without xattrs (or a symlink rootless) just keeps the new number.
-        let _ = rfs::lsetxattr(
+        if rfs::lsetxattr(
             OsStr::from_bytes(&o),
             u.origin_xattr.as_str(),
             &origin.to_le_bytes(),
             rfs::XattrFlags::empty(),
-        );
+        )
+        .is_err()
+        {
+            // The copy will be numbered by its own inode, so a later copy-up below it may
+            // name its parent by a number no node has: no listing may trust its top layers.
+            u.drop_all_layer_hints();
+        }
+        if meta {
+            rfs::lsetxattr(
+                OsStr::from_bytes(&o),
+                u.metacopy_xattr.as_str(),
+                b"",
+                rfs::XattrFlags::empty(),
+            )
+            .op("copy-up: mark metacopy")?;
+        }
         copy_mode_times(work, &tmp, src)?;
         if !u.cfg.volatile && kind == FileType::RegularFile {
             let f = rfs::openat(
@@ -132,10 +257,13 @@ fn copy_object(
         // Copy-up must not change what the union shows of the parent: put its times back
         // (kernel overlayfs does the same, ovl_set_timestamps) and tell the kernel to refetch.
         let parent_before = rfs::fstat(dst_dir).op("copy-up: stat parent")?;
-        // Before the name appears in the upper: the parent's listing no longer knows its top
-        // layer.
+        // The parent's listing no longer knows the name's top layer: dropped before the name
+        // appears in the upper (for lookups) and after (for a listing built meanwhile).
         u.drop_layer_hints(parent_ino);
-        match rfs::renameat_with(work, &tmp, dst_dir, dst_name, rfs::RenameFlags::NOREPLACE) {
+        let renamed =
+            rfs::renameat_with(work, &tmp, dst_dir, dst_name, rfs::RenameFlags::NOREPLACE);
+        u.drop_layer_hints(parent_ino);
+        match renamed {
             Err(Errno::EXIST) if kind == FileType::Directory => {
                 Err(Errno::EXIST).op("copy-up: raced")
             }
@@ -182,7 +310,9 @@ impl Union {
             let mut f_layers = f.layers.clone();
             if !self.is_upper(f.layers[0]) {
                 let origin = self.ino_of(f.layers[0], &f.st, &f.dirfd, pn);
-                copy_object(self, &f.dirfd, pn, &f.st, false, origin, &up, pn, cur_ino)?;
+                copy_object(
+                    self, &f.dirfd, pn, &f.st, false, origin, &up, pn, cur_ino, false,
+                )?;
                 f_layers.insert(0, UPPER);
                 if let Some(n) = self.nodes.get(&origin) {
                     let mut st = n.st.write();
@@ -254,6 +384,18 @@ fn make_copy(
         ft => rfs::mknodat(work, tmp, ft, Mode::from_raw_mode(0o600), src.st_rdev)
             .op("copy-up: mknod"),
     }
+}
+
+/// Creates the metacopy of regular file `src` as `tmp` in `work`: its size, no data.
+fn make_metacopy(src: &Stat, work: &OwnedFd, tmp: &OsString) -> Result<()> {
+    let to = rfs::openat(
+        work,
+        tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .op("copy-up: create")?;
+    rfs::ftruncate(&to, src.st_size as u64).op("copy-up: set size")
 }
 
 /// Copies `len` bytes: FICLONE, else copy_file_range per data extent, else read/write.

@@ -22,8 +22,23 @@ use crate::union::{Config, Union};
 /// The filesystem type shows as `fuse.strata` in /proc/mounts (podman checks for `fuse.*`).
 pub const SUBTYPE: &str = "strata";
 
+/// Raises the soft RLIMIT_NOFILE to the hard one. The daemon holds an fd per open file of the
+/// container, plus its directory fd cache; the soft limit is often 1024 while the hard one is
+/// far higher (fuse-overlayfs raises it the same way). Failure leaves the limit as it was.
+fn raise_nofile_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            log::debug!("cannot raise RLIMIT_NOFILE: {e}");
+        }
+    }
+}
+
 /// Builds the union for `opts`, opening (and checking) every layer now.
 pub fn build_union(opts: &MountOptions) -> Result<Arc<Union>, SetupError> {
+    raise_nofile_limit();
     let stack = LayerStack::open(opts)?;
     let cfg = Config {
         volatile: opts.volatile,
@@ -34,6 +49,7 @@ pub fn build_union(opts: &MountOptions) -> Result<Arc<Union>, SetupError> {
         xattr_permissions: opts.xattr_permissions,
         diff: opts.diff_view,
         provenance: opts.provenance,
+        metacopy: opts.metacopy,
     };
     let u = Union::new(stack, cfg).map_err(|e| SetupError::Mount {
         path: PathBuf::new(),

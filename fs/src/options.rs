@@ -40,6 +40,9 @@ pub struct MountOptions {
     pub passthrough: bool,
     /// `provenance=off`: no `user.strata.*` virtual xattrs (on by default).
     pub provenance: bool,
+    /// `metacopy=on`: a metadata change of a lower file copies up its metadata only (off by
+    /// default, as in kernel overlayfs; see `Config::metacopy`).
+    pub metacopy: bool,
     /// `view=diff`: show only what the first lower layer changed (see `Config::diff`).
     pub diff_view: bool,
     /// FUSE and VFS words passed to the mount (`allow_other`, `ro`, `noatime`, …).
@@ -102,7 +105,6 @@ const IGNORED_KEYS: &[&str] = &[
     "subtype",
     "userxattr",
     "index",
-    "metacopy",
 ];
 
 impl MountOptions {
@@ -188,6 +190,9 @@ impl MountOptions {
             ("provenance", Some("on" | "1")) => self.provenance = true,
             ("provenance", Some("off" | "0")) => self.provenance = false,
             ("provenance", _) => return Err(bad("expected provenance=on or provenance=off")),
+            ("metacopy", Some("on" | "1")) => self.metacopy = true,
+            ("metacopy", Some("off" | "0")) => self.metacopy = false,
+            ("metacopy", _) => return Err(bad("expected metacopy=on or metacopy=off")),
             ("passthrough", Some("on" | "1")) => self.passthrough = true,
             ("passthrough", Some("off" | "0")) => self.passthrough = false,
             ("passthrough", _) => return Err(bad("expected passthrough=on or passthrough=off")),

@@ -193,7 +193,15 @@ impl Union {
         }
         let dfd = self.parent_fd(&st, l)?;
         match rfs::statat(&dfd, &st.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(s) if self.is_node_object(node, l, &s, || self.read_origin(&dfd, &st.name)) => {
+            Ok(mut s) if self.is_node_object(node, l, &s, || self.read_origin(&dfd, &st.name)) => {
+                if let Some(dl) = st.data {
+                    // A metacopy holds no blocks; its data does (as kernel overlayfs shows).
+                    if let Ok(ls) = self.parent_fd(&st, dl).and_then(|d| {
+                        rfs::statat(&*d, &st.name, AtFlags::SYMLINK_NOFOLLOW).op("stat data")
+                    }) {
+                        s.st_blocks = ls.st_blocks;
+                    }
+                }
                 Ok((s, st.layers.len()))
             }
             // The name changed under us (GETATTR is not serialized with unlink and rename of
@@ -223,7 +231,10 @@ impl Union {
     pub fn getattr(&self, ino: Ino, fh: Option<u64>) -> Result<Attr> {
         let node = self.node(ino)?;
         if let Some(fh) = fh {
-            if let Ok(h) = self.handle(fh) {
+            // A metacopy's read handle is its lower data file, whose metadata is not the
+            // file's: the upper copy has that.
+            let h = self.handle(fh).ok();
+            if let Some(h) = h.filter(|h| h.upper || node.st.read().data.is_none()) {
                 let s = rfs::fstat(&h.fd).op("fstat")?;
                 return Ok(self.attr_of(&node, &s, 1));
             }
@@ -240,8 +251,10 @@ impl Union {
                 // A removed lower file cannot be changed: its data lives in a read-only layer.
                 return Err(Error::new("setattr of removed lower file", Errno::NOENT));
             }
-        } else {
+        } else if set.size.is_some() {
             self.ensure_upper(ino)?;
+        } else {
+            self.ensure_upper_meta(ino)?;
         }
         // chown drops security.capability on the backing file: forget the cached names.
         self.xattrs_changed(ino);
@@ -305,6 +318,11 @@ impl Union {
             } else {
                 node.st.read().layers.len()
             };
+            if node.st.read().data.is_some() && !st.unlinked {
+                // A metacopy: its blocks are its data's (see `stat_node`).
+                let (s, n) = self.stat_node(&node)?;
+                return Ok(self.attr_of(&node, &s, n));
+            }
             return Ok(self.attr_of(&node, &s, nlayers));
         }
 

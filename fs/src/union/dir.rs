@@ -147,6 +147,7 @@ impl Union {
             layers: vec![UPPER],
             st,
             dirfd: updir,
+            data: None,
         };
         let ino = self.tagged(UPPER, st.st_ino);
         let node = self.remember(ino, parent, name, &found);
@@ -279,6 +280,7 @@ impl Union {
             layers: vec![UPPER],
             st: s,
             dirfd: updir,
+            data: None,
         };
         let node = self.remember(node.ino, parent, name, &found);
         Ok(self.attr_of(&node, &s, 1))
@@ -306,6 +308,7 @@ impl Union {
             layers: lowers,
             kind: FileType::Directory,
             unlinked: false,
+            data: None,
         };
         Ok(self.resolve(parent, &st, name)?.is_some())
     }

@@ -53,7 +53,8 @@ impl Union {
         } else {
             keep
         };
-        let l = st.layers[0];
+        // A metacopy is read from its data below (a writer completed it above).
+        let l = st.data.unwrap_or(st.layers[0]);
         let upper = self.is_upper(l);
         let fd = if st.unlinked {
             let p = node.pinned_fd("open")?;
@@ -77,14 +78,17 @@ impl Union {
                 .ok()
                 .and_then(|fd| rfs::fstat(fd).ok())
                 .filter(|s| {
-                    self.is_node_object(&node, l, s, || {
-                        let mut buf = [0u8; 8];
-                        let fd = opened.as_ref().ok()?;
-                        match rfs::fgetxattr(fd, self.origin_xattr.as_str(), &mut buf[..]) {
-                            Ok(8) => Some(u64::from_le_bytes(buf)),
-                            _ => None,
-                        }
-                    })
+                    // A metacopy's data file is not the node's own object (lowers do not
+                    // change, so the name still leads to the data).
+                    st.data.is_some()
+                        || self.is_node_object(&node, l, s, || {
+                            let mut buf = [0u8; 8];
+                            let fd = opened.as_ref().ok()?;
+                            match rfs::fgetxattr(fd, self.origin_xattr.as_str(), &mut buf[..]) {
+                                Ok(8) => Some(u64::from_le_bytes(buf)),
+                                _ => None,
+                            }
+                        })
                 });
             match (opened, ok) {
                 (Ok(fd), Some(_)) => fd,

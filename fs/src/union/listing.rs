@@ -164,13 +164,15 @@ impl DirStream {
 }
 
 impl Union {
-    /// A copy-up into directory `ino` is about to change the top layer of a name in it.
+    /// A copy-up into directory `ino` changes the top layer of a name in it (called before
+    /// and after the name appears in the upper).
     pub(crate) fn drop_layer_hints(&self, ino: Ino) {
         if let Some(n) = self.nodes.get(&ino) {
             // A listing being built now may have read the upper before the copy: it is
             // stored stale (see `listing_gen`).
+            let slot = n.listing.lock();
             n.listing_gen.fetch_add(1, Ordering::AcqRel);
-            if let Some(l) = n.listing.lock().as_ref() {
+            if let Some(l) = slot.as_ref() {
                 l.drop_hints();
             }
         }
@@ -253,11 +255,14 @@ impl Union {
         };
         listing.epoch = epoch;
         let listing = Arc::new(listing);
+        // Checked and stored under the lock that changes bump `listing_gen` under, so a
+        // change between the check and the store cannot be missed.
+        let mut slot = node.listing.lock();
         if node.listing_gen.load(Ordering::Acquire) != generation {
             // The directory changed while it was read: keep the slots, not the content.
             listing.invalidate();
         }
-        *node.listing.lock() = Some(listing.clone());
+        *slot = Some(listing.clone());
         Ok(listing)
     }
 

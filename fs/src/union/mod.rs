@@ -28,13 +28,14 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::{Mutex, RwLock};
-use rustix::fs::{self as rfs, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 
 pub use attr::{Attr, SetAttr};
 pub use dir::NewKind;
 pub use listing::{DirEntry, DirStream, Listing};
 pub use provenance::{Change, DiffCounts, Provenance, State, VIRTUAL_PREFIX};
+pub(crate) use resolve::METACOPY_MIN;
 
 use crate::error::{Error, Op, Result};
 use crate::idmap::IdMap;
@@ -84,6 +85,14 @@ pub struct Config {
     /// Answer the `user.strata.*` provenance xattrs (`provenance=off` turns them off, which
     /// also lets the benchmark show that they cost nothing when nobody reads them).
     pub provenance: bool,
+    /// `metacopy=on`: chmod, chown, utimes and xattr changes of a lower regular file copy up
+    /// its metadata only: an upper file of the right size with no data, marked with the
+    /// private xattr `strata.metacopy`, whose data stays in the lower file at the same path
+    /// until the first write or truncate copies it (kernel overlayfs `metacopy=on`,
+    /// Documentation/filesystems/overlayfs.rst). Off by default: other readers of the upper
+    /// (kernel overlayfs, fuse-overlayfs, containers-storage's diff) do not know the mark.
+    /// The mark is honoured whatever this option says.
+    pub metacopy: bool,
 }
 
 /// Where a node is and what supplies it.
@@ -100,6 +109,8 @@ pub(crate) struct NodeState {
     pub kind: FileType,
     /// Removed from the union while the kernel still holds it.
     pub unlinked: bool,
+    /// A metacopy upper file (see `Config::metacopy`): the lower layer that holds its data.
+    pub data: Option<LayerId>,
 }
 
 /// One inode of the union.
@@ -163,6 +174,8 @@ pub(crate) struct Found {
     pub st: Stat,
     /// The top layer's parent directory.
     pub dirfd: Arc<OwnedFd>,
+    /// A metacopy upper file: the lower layer that holds its data.
+    pub data: Option<LayerId>,
 }
 
 /// The hook that drops the kernel's cached attributes of an inode.
@@ -195,6 +208,8 @@ pub struct Union {
     pub(crate) hint_epoch: AtomicU64,
     /// Name of the private xattr that records a copied-up object's original inode number.
     pub(crate) origin_xattr: String,
+    /// Marks a metacopy upper file (see `Config::metacopy`).
+    pub(crate) metacopy_xattr: String,
     /// Per lower layer: inode → paths, for files with more than one link (built on demand).
     pub(crate) links: links::LinkIndex,
     /// Tells the kernel to drop its cached attributes of an inode (set by the FUSE adapter).
@@ -209,6 +224,7 @@ impl Union {
     /// A union over `stack`.
     pub fn new(stack: LayerStack, cfg: Config) -> Result<Self> {
         let origin_xattr = format!("{}strata.origin", stack.xattr_prefix);
+        let metacopy_xattr = format!("{}strata.metacopy", stack.xattr_prefix);
         let u = Union {
             stack,
             cfg,
@@ -222,6 +238,7 @@ impl Union {
             discarder: discard::Discarder::default(),
             hint_epoch: AtomicU64::new(0),
             origin_xattr,
+            metacopy_xattr,
             links: links::LinkIndex::default(),
             dir_copy_lock: Mutex::new(()),
             whiteout_lock: Mutex::new(()),
@@ -246,6 +263,7 @@ impl Union {
                 layers,
                 kind: FileType::Directory,
                 unlinked: false,
+                data: None,
             }),
             copy_lock: Mutex::new(()),
             listing: Mutex::new(None),
@@ -374,7 +392,15 @@ impl Union {
         // write lock) cannot slip in between the path walk and the store.
         let _g = self.tree.read();
         let rel = self.rel_path(ino)?;
-        let fd = Arc::new(self.open_rel(l, &rel, OFlags::PATH)?);
+        let fd = match self.open_rel(l, &rel, OFlags::PATH) {
+            // Out of fds (the process holds the user's open files too): give back ours.
+            Err(e) if cache && matches!(e.errno, Errno::MFILE | Errno::NFILE) => {
+                self.dir_fds.clear();
+                self.open_rel(l, &rel, OFlags::PATH)?
+            }
+            r => r?,
+        };
+        let fd = Arc::new(fd);
         if cache {
             self.dir_fds.insert(ino, l, fd.clone());
         }
@@ -496,7 +522,17 @@ impl Union {
         let f = self.resolve_child(parent, name, "lookup")?;
         let ino = self.ino_of(f.layers[0], &f.st, &f.dirfd, name);
         let node = self.remember(ino, parent, name, &f);
-        Ok(self.attr_of(&node, &f.st, f.layers.len()))
+        let mut st = f.st;
+        if let Some(dl) = f.data {
+            // A metacopy holds no blocks; its data does (see `stat_node`).
+            if let Ok(ls) = self
+                .dir_fd(parent, dl)
+                .and_then(|d| rfs::statat(&*d, name, AtFlags::SYMLINK_NOFOLLOW).op("stat data"))
+            {
+                st.st_blocks = ls.st_blocks;
+            }
+        }
+        Ok(self.attr_of(&node, &st, f.layers.len()))
     }
 
     /// Resolves entry `name` of directory `parent` (for step `op`), with the checks every
@@ -535,6 +571,7 @@ impl Union {
             layers: f.layers.clone(),
             kind,
             unlinked: false,
+            data: f.data,
         };
         let entry = self.nodes.entry(ino).or_insert_with(|| {
             Arc::new(Node {
@@ -587,6 +624,7 @@ impl Union {
                 // upper object leaves only by unlink or rename, which the branches above and
                 // the name check handle.
                 st.layers = f.layers.clone();
+                st.data = f.data;
             }
             let top = st.layers.first().copied().filter(|&l| !self.is_upper(l));
             let lower_dir = kind == FileType::Directory
@@ -621,9 +659,11 @@ impl Union {
     /// Marks the cached listing of directory `ino` stale after a change in it.
     pub(crate) fn dir_changed(&self, ino: Ino) {
         if let Some(n) = self.nodes.get(&ino) {
+            // Under the listing lock: see the store in `listing`.
+            let slot = n.listing.lock();
             n.listing_gen.fetch_add(1, Ordering::AcqRel);
             // Kept (invalid) so that the rebuilt listing keeps its readdir slots.
-            if let Some(l) = n.listing.lock().as_ref() {
+            if let Some(l) = slot.as_ref() {
                 l.invalidate();
             }
         }
@@ -635,10 +675,31 @@ impl Union {
             return Err(Error::new("read-only mount", Errno::ROFS));
         }
         let node = self.node(ino)?;
+        let (upper, meta) = {
+            let st = node.st.read();
+            (st.layers.first() == Some(&UPPER), st.data.is_some())
+        };
+        if upper {
+            if meta {
+                crate::copy_up::complete_metacopy(self, &node)?;
+            }
+            return Ok(node);
+        }
+        crate::copy_up::copy_up(self, &node, false)?;
+        Ok(node)
+    }
+
+    /// [`Union::ensure_upper`] for a change of metadata only: on a `metacopy=on` mount a lower
+    /// regular file gets a metacopy, and a metacopy stays one.
+    pub(crate) fn ensure_upper_meta(&self, ino: Ino) -> Result<Arc<Node>> {
+        if !self.has_upper() {
+            return Err(Error::new("read-only mount", Errno::ROFS));
+        }
+        let node = self.node(ino)?;
         if node.st.read().layers.first() == Some(&UPPER) {
             return Ok(node);
         }
-        crate::copy_up::copy_up(self, &node)?;
+        crate::copy_up::copy_up(self, &node, true)?;
         Ok(node)
     }
 

@@ -198,10 +198,21 @@ impl Union {
                 } else {
                     st
                 };
+                // A metacopy in the changeset reads its data from the layers below it.
+                let data = match self.is_metacopy(&dirfd, name, &st) {
+                    true => self
+                        .reference_dir(rel)?
+                        .and_then(|below| self.resolve_layers(rel, &below, name).transpose())
+                        .transpose()?
+                        .filter(|f| FileType::from_raw_mode(f.st.st_mode) == FileType::RegularFile)
+                        .map(|f| f.layers[0]),
+                    false => None,
+                };
                 return Ok(Some(Found {
                     layers: vec![0],
                     st,
                     dirfd: dirfd.into(),
+                    data,
                 }));
             }
             Err(e) if is_absent(e) => {}
@@ -213,6 +224,7 @@ impl Union {
                     layers: vec![0],
                     st: as_deletion(st, rel, name.as_bytes()),
                     dirfd: dirfd.into(),
+                    data: None,
                 }));
             }
         }
@@ -228,6 +240,7 @@ impl Union {
             layers: vec![0],
             st: as_deletion(f.st, rel, name.as_bytes()),
             dirfd: dirfd.into(),
+            data: None,
         }))
     }
 

@@ -134,6 +134,12 @@ impl Union {
                     // The target directory is empty in the union, but its upper copy may hold
                     // whiteouts: clear it, leaving a whiteout if lower layers have it.
                     self.remove_upper(&dst_up, newname, true, dst_has_lower)?;
+                    // Gone now, whatever happens next: no cached fd may serve it.
+                    {
+                        let _t = self.tree.write();
+                        self.dir_fds.clear();
+                    }
+                    self.dir_changed(newparent);
                 }
             }
             if src_dir && dst_has_lower {

@@ -8,13 +8,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use super::{Found, Ino, NodeState, Union, ROOT};
 use crate::error::{is_absent, Error, Result};
 use crate::layer::LayerId;
 use crate::whiteout;
+
+/// Files smaller than this are copied whole even on a `metacopy=on` mount: their copy costs
+/// about a millisecond, and their size keeps a metacopy recognizable by its blocks.
+pub(crate) const METACOPY_MIN: u64 = 1 << 20;
 
 impl Union {
     /// True when the root of layer `l` is marked opaque.
@@ -64,6 +68,59 @@ impl Union {
             .is_ok(),
             Err(_) => false,
         }
+    }
+
+    /// True when upper object `name` (stat `st`) is a metacopy file. Only a regular file of
+    /// [`METACOPY_MIN`] bytes or more whose blocks hold less than its size can be one (its
+    /// blocks are at most an xattr block), so other files cost no xattr read.
+    pub(crate) fn is_metacopy(&self, dirfd: &OwnedFd, name: &OsStr, st: &Stat) -> bool {
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+            || (st.st_size as u64) < METACOPY_MIN
+            || (st.st_blocks as u64).saturating_mul(512) >= st.st_size as u64
+        {
+            return false;
+        }
+        // Both namespaces: the layer may have been the upper of a mount with the other one
+        // (root writes `trusted.`, a plain user and a read-only view read `user.`).
+        let p = Self::proc_path(dirfd, name);
+        [
+            "trusted.overlay.strata.metacopy",
+            "user.overlay.strata.metacopy",
+        ]
+        .iter()
+        .any(|x| rfs::lgetxattr(OsStr::from_bytes(&p), *x, &mut [0u8; 0][..]).is_ok())
+    }
+
+    /// The layer among `below` (the layers under a metacopy file) whose `name` holds its
+    /// data: the first that has the name, if it is a regular file. None when a whiteout or
+    /// another type is found first, or nothing: the data is gone, and the file reads as
+    /// the zeros the upper holds (it keeps its size).
+    fn data_layer(
+        &self,
+        below: &[LayerId],
+        name: &OsStr,
+        open: &impl Fn(LayerId) -> Result<Arc<OwnedFd>>,
+    ) -> Result<Option<LayerId>> {
+        for (i, &l) in below.iter().enumerate() {
+            let dirfd = match open(l) {
+                Ok(d) => d,
+                Err(e) if is_absent(e.errno) => continue,
+                Err(e) => return Err(e),
+            };
+            match rfs::statat(&dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => {
+                    let regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+                    return Ok(regular.then_some(l));
+                }
+                Err(e) if is_absent(e) => {
+                    if i + 1 < below.len() && Self::has_wh(&dirfd, name) {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(Error::new("lookup: metacopy data", e)),
+            }
+        }
+        Ok(None)
     }
 
     /// True when `.wh.NAME` exists in `dirfd`.
@@ -156,6 +213,17 @@ impl Union {
                         return Ok(None);
                     }
                     let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                    // A metacopy in a lower layer too: an upper becomes a lower of the next
+                    // layer in containers-storage.
+                    if !is_dir && self.is_metacopy(&dirfd, name, &st) {
+                        let data = self.data_layer(&layers[i + 1..], name, &open)?;
+                        return Ok(Some(Found {
+                            layers: vec![l],
+                            st,
+                            dirfd,
+                            data,
+                        }));
+                    }
                     let stop = !is_dir
                         || last
                         || Self::has_wh(&dirfd, name)
@@ -164,6 +232,7 @@ impl Union {
                         layers: vec![l],
                         st,
                         dirfd,
+                        data: None,
                     });
                     if stop {
                         break;

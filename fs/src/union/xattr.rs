@@ -13,19 +13,30 @@ use crate::copy_up::{get_xattr, list_xattrs};
 use crate::error::{Error, Op, Result};
 use crate::whiteout;
 
-/// The SELinux label. An active SELinux answers `getxattr` of it from the inode's in-core
-/// label and never asks the filesystem (`vfs_getxattr` → `xattr_getsecurity`, fs/xattr.c),
-/// so a request for it reaches the daemon only on a host where SELinux is off.
+/// The SELinux label.
 const SELINUX_LABEL: &[u8] = b"security.selinux";
 
-/// The errno for an xattr the object does not have. ENODATA, except for the SELinux label:
-/// `ls -l` asks for it on every file, and a FUSE GETXATTR is a round trip the kernel never
-/// caches (a third of warm `ls -lR`). EOPNOTSUPP tells it "no labels on this filesystem",
-/// after which it stops asking for this device (coreutils ls.c, `getfilecon_cache` and
-/// `errno_unsupported`); both errnos mean "no label" to libselinux's callers. A label a
-/// layer does hold is still returned, and listed by listxattr.
+/// True when this kernel runs without SELinux: sysfs is there and has no selinuxfs mount
+/// point, which the kernel creates only when SELinux is enabled (security/selinux/selinuxfs.c,
+/// `init_sel_fs`). Without sysfs we cannot tell, and assume SELinux.
+fn selinux_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| {
+        std::path::Path::new("/sys/fs").is_dir()
+            && !std::path::Path::new("/sys/fs/selinux").exists()
+    })
+}
+
+/// The errno for an xattr the object does not have. ENODATA, except for the SELinux label on
+/// a host without SELinux: `ls -l` asks for it on every file, and a FUSE GETXATTR is a round
+/// trip the kernel never caches (a third of warm `ls -lR`). EOPNOTSUPP tells it "no labels on
+/// this filesystem", after which it stops asking for this device (coreutils ls.c,
+/// `getfilecon_cache` and `errno_unsupported`); both errnos mean "no label" to libselinux's
+/// callers. A label a layer does hold is still returned, and listed by listxattr. With
+/// SELinux on, the kernel itself may read the label of a new inode (`fs_use_xattr` policies,
+/// `inode_doinit_use_xattr`) and takes only ENODATA as "none", so it gets ENODATA.
 fn absent(name: &[u8]) -> Errno {
-    if name == SELINUX_LABEL {
+    if name == SELINUX_LABEL && selinux_off() {
         Errno::OPNOTSUPP
     } else {
         Errno::NODATA
@@ -113,7 +124,7 @@ impl Union {
         if self.hidden(name.as_bytes()) {
             return Err(Error::new("setxattr: overlay private name", Errno::PERM));
         }
-        self.ensure_upper(ino)?;
+        self.ensure_upper_meta(ino)?;
         self.xattrs_changed(ino);
         let fl = XattrFlags::from_bits_retain(flags as u32);
         self.with_path(ino, |p| rfs::lsetxattr(p, name, value, fl).op("setxattr"))
@@ -124,7 +135,7 @@ impl Union {
         if self.hidden(name.as_bytes()) {
             return Err(Error::new("removexattr: overlay private name", Errno::PERM));
         }
-        self.ensure_upper(ino)?;
+        self.ensure_upper_meta(ino)?;
         self.xattrs_changed(ino);
         self.with_path(ino, |p| rfs::lremovexattr(p, name).op("removexattr"))
     }
