@@ -73,6 +73,10 @@ class Mount:
             sh(f"{FO2} -o {opts} {self.mnt}")
         elif impl == "strata":
             sh(f"{STRATA} -o {opts} {self.mnt}")
+        elif impl == "strata-metacopy":
+            # metacopy=on (off by default, as in kernel overlayfs): chmod of a lower file
+            # copies its metadata only.
+            sh(f"{STRATA} -o {opts},metacopy=on {self.mnt}")
         elif impl == "strata-noprov":
             # The same daemon without the provenance xattrs: the column shows what they cost
             # a mount where nobody reads them.

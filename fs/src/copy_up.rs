@@ -38,6 +38,11 @@ pub(crate) fn copy_up(u: &Union, node: &Arc<Node>, meta: bool) -> Result<()> {
     let _lock = node.copy_lock.lock();
     let st = node.state();
     if st.layers.first() == Some(&UPPER) {
+        // Another thread copied it meanwhile, maybe as a metacopy: a writer needs the data.
+        if !want_meta && st.data.is_some() {
+            drop(_lock);
+            complete_metacopy(u, node)?;
+        }
         return Ok(());
     }
     if st.unlinked {
@@ -144,6 +149,7 @@ pub(crate) fn complete_metacopy(u: &Union, node: &Arc<Node>) -> Result<()> {
     let name = st.name.as_os_str();
     let meta = rfs::statat(&*up_dir, name, AtFlags::SYMLINK_NOFOLLOW).op("copy-up: stat")?;
     let tmp = u.tmp_name();
+    let mut keep_tmp = false;
     let result = (|| {
         let noatime = !u.stack.layers[data_layer as usize].kernel_ro;
         let mut fl = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -178,14 +184,29 @@ pub(crate) fn complete_metacopy(u: &Union, node: &Arc<Node>) -> Result<()> {
             rfs::fsync(&to).op("copy-up: fsync")?;
         }
         let parent_before = rfs::fstat(&*up_dir).op("copy-up: stat parent")?;
-        rfs::renameat(work, &tmp, &*up_dir, name).op("copy-up: replace metacopy")?;
+        // Exchanged, not renamed over: unlink and rename of the name do not wait for this
+        // copy, so the name may hold something else by now, which must not be replaced.
+        rfs::renameat_with(work, &tmp, &*up_dir, name, rfs::RenameFlags::EXCHANGE)
+            .op("copy-up: replace metacopy")?;
+        let out = rfs::statat(work, &tmp, AtFlags::SYMLINK_NOFOLLOW).op("copy-up: stat")?;
+        if (out.st_dev, out.st_ino) != (meta.st_dev, meta.st_ino) {
+            if rfs::renameat_with(work, &tmp, &*up_dir, name, rfs::RenameFlags::EXCHANGE).is_err() {
+                // What `tmp` holds now is not ours to remove; the next mount clears it.
+                keep_tmp = true;
+            }
+            return Err(Error::new(
+                "copy-up: metacopy replaced meanwhile",
+                Errno::NOENT,
+            ));
+        }
         restore_times(&up_dir, &parent_before);
         Ok(())
     })();
-    if let Err(e) = result {
+    // On success `tmp` is the old metacopy; on failure, the new copy.
+    if !keep_tmp {
         let _ = crate::tree::remove_entry(work, &cstr(&tmp));
-        return Err(e);
     }
+    result?;
     node.st.write().data = None;
     *node.xattr_names.lock() = None;
     Ok(())

@@ -209,6 +209,15 @@ fn priv_metacopy_in_a_lower_layer_reads_and_copies_up_its_data() {
         read(next.m("f")) == data(),
         "a lower metacopy reads other data"
     );
+    // A metacopy of the metacopy keeps pointing at the data, also after a remount.
+    fs::set_permissions(next.m("f"), fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(fs::symlink_metadata(next.u("f")).unwrap().blocks() * 512 < SIZE as u64 / 2);
+    assert!(read(next.m("f")) == data(), "a metacopy of a metacopy");
+    next.remount();
+    assert!(
+        read(next.m("f")) == data(),
+        "a metacopy of a metacopy, remounted"
+    );
     fs::OpenOptions::new()
         .append(true)
         .open(next.m("f"))
@@ -220,6 +229,6 @@ fn priv_metacopy_in_a_lower_layer_reads_and_copies_up_its_data() {
     assert!(read(next.u("f")) == want, "the copy-up lost the data");
     assert_eq!(
         fs::symlink_metadata(next.m("f")).unwrap().mode() & 0o7777,
-        0o600
+        0o640
     );
 }

@@ -256,6 +256,9 @@ impl Union {
         } else {
             self.ensure_upper_meta(ino)?;
         }
+        // A metacopy being completed is copied with the metadata it has when the copy
+        // starts: a change must wait for the copy, or it would land on the replaced file.
+        let _completing = node.st.read().data.is_some().then(|| node.copy_lock.lock());
         // chown drops security.capability on the backing file: forget the cached names.
         self.xattrs_changed(ino);
         let handle = fh.and_then(|fh| self.handle(fh).ok()).filter(|h| h.upper);

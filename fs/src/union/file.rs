@@ -40,7 +40,12 @@ impl Union {
         } else {
             self.node(ino)?
         };
-        let st = node.state();
+        let mut st = node.state();
+        if writes && st.data.is_some() {
+            // Never open a metacopy's data (a lower file) for writing.
+            crate::copy_up::complete_metacopy(self, &node)?;
+            st = node.state();
+        }
         if st.kind == FileType::Directory {
             return Err(Error::new("open", Errno::ISDIR));
         }

@@ -205,7 +205,7 @@ impl Union {
                         .and_then(|below| self.resolve_layers(rel, &below, name).transpose())
                         .transpose()?
                         .filter(|f| FileType::from_raw_mode(f.st.st_mode) == FileType::RegularFile)
-                        .map(|f| f.layers[0]),
+                        .and_then(|f| f.data.or(Some(f.layers[0]))),
                     false => None,
                 };
                 return Ok(Some(Found {

@@ -108,6 +108,8 @@ impl Union {
                 Err(e) => return Err(e),
             };
             match rfs::statat(&dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                // A metacopy of a metacopy: the data is further down.
+                Ok(st) if self.is_metacopy(&dirfd, name, &st) => {}
                 Ok(st) => {
                     let regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
                     return Ok(regular.then_some(l));

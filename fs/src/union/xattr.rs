@@ -124,7 +124,9 @@ impl Union {
         if self.hidden(name.as_bytes()) {
             return Err(Error::new("setxattr: overlay private name", Errno::PERM));
         }
-        self.ensure_upper_meta(ino)?;
+        let node = self.ensure_upper_meta(ino)?;
+        // See `setattr`: not while a metacopy of it is being completed.
+        let _completing = node.st.read().data.is_some().then(|| node.copy_lock.lock());
         self.xattrs_changed(ino);
         let fl = XattrFlags::from_bits_retain(flags as u32);
         self.with_path(ino, |p| rfs::lsetxattr(p, name, value, fl).op("setxattr"))
@@ -135,7 +137,8 @@ impl Union {
         if self.hidden(name.as_bytes()) {
             return Err(Error::new("removexattr: overlay private name", Errno::PERM));
         }
-        self.ensure_upper_meta(ino)?;
+        let node = self.ensure_upper_meta(ino)?;
+        let _completing = node.st.read().data.is_some().then(|| node.copy_lock.lock());
         self.xattrs_changed(ino);
         self.with_path(ino, |p| rfs::lremovexattr(p, name).op("removexattr"))
     }
