@@ -271,7 +271,7 @@ impl Store {
         let mut freed = 0;
         for name in fsutil::list_names(&dir).ctx("list", &tmp)? {
             let path = tmp.join(OsStr::from_bytes(&name));
-            if name.starts_with(b".new-") && !older_than(&path, 3600) {
+            if name.starts_with(b".new-") && Stage::birth_is_live(&path, &name) {
                 continue; // a stage being born: its owner lock comes right after mkdir
             }
             if !name.starts_with(b".new-") && Stage::is_owned(&path) {
@@ -323,7 +323,7 @@ impl Stage {
         // Born under a `.new-` name and renamed once the owner lock is held, so that cleanup
         // never sees an unlocked stage that is still alive.
         let birth = tempfile::Builder::new()
-            .prefix(".new-")
+            .prefix(&format!(".new-{}-", std::process::id()))
             .tempdir_in(tmp)
             .ctx("create staging directory in", tmp)?
             .keep();
@@ -338,11 +338,32 @@ impl Stage {
                 .file_name()
                 .unwrap_or_default()
                 .to_string_lossy()
-                .trim_start_matches(".new-")
+                .trim_start_matches(&format!(".new-{}-", std::process::id()))
         );
         let path = tmp.join(name);
         fs::rename(&birth, &path).ctx("rename staging directory", &path)?;
         Ok(Stage { path, _owner: fd })
+    }
+
+    /// True when `.new-PID-…` (`name`, at `path`) may still become a stage: less than an hour
+    /// old, and its process alive (or the name predates the pid in it). A `kill -9` between
+    /// birth and rename leaves one whose process is gone. A process of another pid namespace
+    /// looks gone: at worst its stage creation then fails with an error, nothing is lost.
+    fn birth_is_live(path: &Path, name: &[u8]) -> bool {
+        if older_than(path, 3600) {
+            return false;
+        }
+        let pid = name[b".new-".len()..]
+            .split(|b| *b == b'-')
+            .next()
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .and_then(|p| p.parse::<u32>().ok());
+        match pid {
+            // The process is gone: whatever it left is stale, unless its lock is still held
+            // (it can only be held by a live process).
+            Some(pid) => Path::new(&format!("/proc/{pid}")).exists() || Stage::is_owned(path),
+            None => true,
+        }
     }
 
     /// True when a live process holds the stage's owner lock.

@@ -565,13 +565,19 @@ impl Union {
     /// Records a node the kernel now references (one more lookup).
     pub(crate) fn remember(&self, ino: Ino, parent: Ino, name: &OsStr, f: &Found) -> Arc<Node> {
         let kind = FileType::from_raw_mode(f.st.st_mode);
+        // A metacopy found before a concurrent completion must not come back as one: look
+        // at the mark again (only for metacopies, which are few).
+        let data = f.data.filter(|_| {
+            rfs::statat(&*f.dirfd, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|s| self.is_metacopy(&f.dirfd, name, &s))
+        });
         let fresh = || NodeState {
             parent,
             name: name.to_os_string(),
             layers: f.layers.clone(),
             kind,
             unlinked: false,
-            data: f.data,
+            data,
         };
         let entry = self.nodes.entry(ino).or_insert_with(|| {
             Arc::new(Node {
@@ -624,7 +630,7 @@ impl Union {
                 // upper object leaves only by unlink or rename, which the branches above and
                 // the name check handle.
                 st.layers = f.layers.clone();
-                st.data = f.data;
+                st.data = data;
             }
             let top = st.layers.first().copied().filter(|&l| !self.is_upper(l));
             let lower_dir = kind == FileType::Directory
