@@ -178,7 +178,7 @@ impl Union {
         }
         if st.kind == FileType::Directory {
             if !self.is_upper(l) {
-                if let Some((cl, s)) = *node.lower_dir_stat.lock() {
+                if let Some((cl, s)) = node.lower_dir_stat.lock().as_deref().copied() {
                     if cl == l {
                         return Ok((s, st.layers.len()));
                     }

@@ -318,16 +318,27 @@ impl Union {
         Self::check_name(name)?;
         let p = self.node(parent)?;
         let pst = p.state();
-        let f = self
+        let mut f = self
             .resolve(parent, &pst, name)?
             .ok_or(Error::new("remove", Errno::NOENT))?;
+        let ino = self.ino_of(f.layers[0], &f.st, &f.dirfd, name);
+        // An open for writing copies a file up without the directory lock the kernel holds
+        // for unlink: wait for a copy of this object in progress, and look again, so the
+        // removal acts on what the name holds now (else it would pin the lower object it
+        // saw, and fail on the upper copy with the node marked removed).
+        let victim = self.nodes.get(&ino).map(|n| n.clone());
+        let _copying = victim.as_ref().map(|n| n.copy_lock.lock());
+        if victim.is_some() {
+            f = self
+                .resolve(parent, &pst, name)?
+                .ok_or(Error::new("remove", Errno::NOENT))?;
+        }
         let kind = FileType::from_raw_mode(f.st.st_mode);
         match (dir, kind == FileType::Directory) {
             (true, false) => return Err(Error::new("rmdir", Errno::NOTDIR)),
             (false, true) => return Err(Error::new("unlink", Errno::ISDIR)),
             _ => {}
         }
-        let ino = self.ino_of(f.layers[0], &f.st, &f.dirfd, name);
         if dir {
             // The union view must be empty; a known node has the right layer list.
             let child = self.remember(ino, parent, name, &f);
@@ -345,10 +356,15 @@ impl Union {
             !self.is_upper(f.layers[0]) || self.lower_has(parent, &pst.layers, name)?;
         self.pin_removed(ino, parent, name, &f);
 
-        if self.is_upper(f.layers[0]) {
-            self.remove_upper(&updir, name, dir, need_whiteout)?;
+        let removed = if self.is_upper(f.layers[0]) {
+            self.remove_upper(&updir, name, dir, need_whiteout)
         } else {
-            self.make_whiteout(&updir, name)?;
+            self.make_whiteout(&updir, name)
+        };
+        if let Err(e) = removed {
+            // Still there: the node must not stay marked removed.
+            self.unpin(ino, parent, name);
+            return Err(e);
         }
         if dir {
             // Its fds (and any below it) must not serve a directory made later at this path.
@@ -378,6 +394,18 @@ impl Union {
             *node.pinned.lock() = Some(std::sync::Arc::new(fd));
         }
         st.unlinked = true;
+    }
+
+    /// Undoes [`Union::pin_removed`] after a removal that failed.
+    pub(crate) fn unpin(&self, ino: Ino, parent: Ino, name: &OsStr) {
+        let Some(node) = self.nodes.get(&ino).map(|n| n.clone()) else {
+            return;
+        };
+        let mut st = node.st.write();
+        if st.unlinked && st.parent == parent && st.name == name {
+            st.unlinked = false;
+            *node.pinned.lock() = None;
+        }
     }
 
     /// Removes upper object `name`, leaving a whiteout when a lower one would show through.

@@ -139,7 +139,8 @@ pub(crate) struct Node {
     /// never changes, and the kernel asks for a directory's attributes again after every
     /// uncached readdir (`fuse_invalidate_atime`, fs/fuse/readdir.c), so a walk's second
     /// pass would otherwise pay a path resolution per directory.
-    pub lower_dir_stat: Mutex<Option<(LayerId, Stat)>>,
+    /// Boxed: most nodes are files, and a `Stat` is 144 bytes.
+    pub lower_dir_stat: Mutex<Option<Box<(LayerId, Stat)>>>,
 }
 
 impl Node {
@@ -637,7 +638,7 @@ impl Union {
                 && !st.unlinked
                 && top.is_some()
                 && top == f.layers.first().copied();
-            *node.lower_dir_stat.lock() = top.filter(|_| lower_dir).map(|l| (l, f.st));
+            *node.lower_dir_stat.lock() = top.filter(|_| lower_dir).map(|l| Box::new((l, f.st)));
         }
         node
     }
