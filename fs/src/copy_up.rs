@@ -152,22 +152,8 @@ pub(crate) fn complete_metacopy(u: &Union, node: &Arc<Node>) -> Result<()> {
     let mut keep_tmp = false;
     let result = (|| {
         let noatime = !u.stack.layers[data_layer as usize].kernel_ro;
-        let mut fl = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if noatime {
-            fl |= OFlags::NOATIME;
-        }
-        let from = match rfs::openat(&*data_dir, name, fl, Mode::empty()) {
-            Err(Errno::PERM) => rfs::openat(&*data_dir, name, fl - OFlags::NOATIME, Mode::empty()),
-            r => r,
-        }
-        .op("copy-up: open metacopy data")?;
-        let to = rfs::openat(
-            work,
-            &tmp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .op("copy-up: create")?;
+        let from = open_data(&data_dir, name, noatime).op("copy-up: open metacopy data")?;
+        let to = create_tmp(work, &tmp)?;
         copy_data(&from, &to, meta.st_size as u64)?;
         copy_owner(work, &tmp, &meta)?;
         // The upper file's xattrs are the file's (the user may have changed them since).
@@ -384,22 +370,8 @@ fn make_copy(
             rfs::symlinkat(target.as_c_str(), work, tmp).op("copy-up: symlink")
         }
         FileType::RegularFile => {
-            let mut fl = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            if noatime {
-                fl |= OFlags::NOATIME;
-            }
-            let from = match rfs::openat(src_dir, name, fl, Mode::empty()) {
-                Err(Errno::PERM) => rfs::openat(src_dir, name, fl - OFlags::NOATIME, Mode::empty()),
-                r => r,
-            }
-            .op("copy-up: open source")?;
-            let to = rfs::openat(
-                work,
-                tmp,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            )
-            .op("copy-up: create")?;
+            let from = open_data(src_dir, name, noatime).op("copy-up: open source")?;
+            let to = create_tmp(work, tmp)?;
             copy_data(&from, &to, src.st_size as u64)
         }
         ft => rfs::mknodat(work, tmp, ft, Mode::from_raw_mode(0o600), src.st_rdev)
@@ -407,15 +379,33 @@ fn make_copy(
     }
 }
 
-/// Creates the metacopy of regular file `src` as `tmp` in `work`: its size, no data.
-fn make_metacopy(src: &Stat, work: &OwnedFd, tmp: &OsString) -> Result<()> {
-    let to = rfs::openat(
+/// Opens regular file `name` of `dir` to copy its data, without updating its atime where
+/// allowed (O_NOATIME needs ownership or CAP_FOWNER; without it, read anyway).
+fn open_data(dir: &OwnedFd, name: &OsStr, noatime: bool) -> rustix::io::Result<OwnedFd> {
+    let mut fl = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if noatime {
+        fl |= OFlags::NOATIME;
+    }
+    match rfs::openat(dir, name, fl, Mode::empty()) {
+        Err(Errno::PERM) if noatime => rfs::openat(dir, name, fl - OFlags::NOATIME, Mode::empty()),
+        r => r,
+    }
+}
+
+/// Creates the temp file `tmp` in `work` that a copy is made in.
+fn create_tmp(work: &OwnedFd, tmp: &OsStr) -> Result<OwnedFd> {
+    rfs::openat(
         work,
         tmp,
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )
-    .op("copy-up: create")?;
+    .op("copy-up: create")
+}
+
+/// Creates the metacopy of regular file `src` as `tmp` in `work`: its size, no data.
+fn make_metacopy(src: &Stat, work: &OwnedFd, tmp: &OsString) -> Result<()> {
+    let to = create_tmp(work, tmp)?;
     rfs::ftruncate(&to, src.st_size as u64).op("copy-up: set size")
 }
 

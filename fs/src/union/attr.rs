@@ -194,14 +194,7 @@ impl Union {
         let dfd = self.parent_fd(&st, l)?;
         match rfs::statat(&dfd, &st.name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(mut s) if self.is_node_object(node, l, &s, || self.read_origin(&dfd, &st.name)) => {
-                if let Some(dl) = st.data {
-                    // A metacopy holds no blocks; its data does (as kernel overlayfs shows).
-                    if let Ok(ls) = self.parent_fd(&st, dl).and_then(|d| {
-                        rfs::statat(&*d, &st.name, AtFlags::SYMLINK_NOFOLLOW).op("stat data")
-                    }) {
-                        s.st_blocks = ls.st_blocks;
-                    }
-                }
+                self.data_blocks(st.parent, &st.name, st.data, &mut s);
                 Ok((s, st.layers.len()))
             }
             // The name changed under us (GETATTR is not serialized with unlink and rename of
@@ -258,7 +251,7 @@ impl Union {
         }
         // A metacopy being completed is copied with the metadata it has when the copy
         // starts: a change must wait for the copy, or it would land on the replaced file.
-        let _completing = node.st.read().data.is_some().then(|| node.copy_lock.lock());
+        let _completing = node.metacopy_guard();
         // chown drops security.capability on the backing file: forget the cached names.
         self.xattrs_changed(ino);
         let handle = fh.and_then(|fh| self.handle(fh).ok()).filter(|h| h.upper);

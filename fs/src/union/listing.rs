@@ -167,13 +167,20 @@ impl Union {
     /// A copy-up into directory `ino` changes the top layer of a name in it (called before
     /// and after the name appears in the upper).
     pub(crate) fn drop_layer_hints(&self, ino: Ino) {
+        // A listing being built now may have read the upper before the copy: it is stored
+        // stale (see `listing_gen`).
+        self.listing_changed(ino, Listing::drop_hints);
+    }
+
+    /// Bumps `listing_gen` of directory `ino` (so a listing being built is stored stale) and
+    /// applies `f` to its cached listing, under the listing lock (see the store in
+    /// `listing`, which checks the generation under that lock).
+    pub(crate) fn listing_changed(&self, ino: Ino, f: impl FnOnce(&Listing)) {
         if let Some(n) = self.nodes.get(&ino) {
-            // A listing being built now may have read the upper before the copy: it is
-            // stored stale (see `listing_gen`).
             let slot = n.listing.lock();
             n.listing_gen.fetch_add(1, Ordering::AcqRel);
             if let Some(l) = slot.as_ref() {
-                l.drop_hints();
+                f(l);
             }
         }
     }

@@ -148,6 +148,13 @@ impl Node {
         self.st.read().clone()
     }
 
+    /// For a metacopy, its copy lock: a metadata change waits for a completion in progress,
+    /// which copies the metadata it finds when it starts (it would land on the replaced
+    /// file). None for any other node.
+    pub(crate) fn metacopy_guard(&self) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        self.st.read().data.is_some().then(|| self.copy_lock.lock())
+    }
+
     /// The pinned fd of a removed node; ENOENT (for step `op`) when there is none.
     pub(crate) fn pinned_fd(&self, op: &'static str) -> Result<Arc<OwnedFd>> {
         self.pinned
@@ -524,16 +531,28 @@ impl Union {
         let ino = self.ino_of(f.layers[0], &f.st, &f.dirfd, name);
         let node = self.remember(ino, parent, name, &f);
         let mut st = f.st;
-        if let Some(dl) = f.data {
-            // A metacopy holds no blocks; its data does (see `stat_node`).
-            if let Ok(ls) = self
-                .dir_fd(parent, dl)
-                .and_then(|d| rfs::statat(&*d, name, AtFlags::SYMLINK_NOFOLLOW).op("stat data"))
-            {
-                st.st_blocks = ls.st_blocks;
-            }
-        }
+        self.data_blocks(parent, name, f.data, &mut st);
         Ok(self.attr_of(&node, &st, f.layers.len()))
+    }
+
+    /// A metacopy holds no blocks; its data does, and `st` of it shows theirs (as kernel
+    /// overlayfs does). `data`: the metacopy's data layer, None for any other object.
+    pub(crate) fn data_blocks(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        data: Option<LayerId>,
+        st: &mut Stat,
+    ) {
+        let Some(dl) = data else {
+            return;
+        };
+        if let Ok(ls) = self
+            .dir_fd(parent, dl)
+            .and_then(|d| rfs::statat(&*d, name, AtFlags::SYMLINK_NOFOLLOW).op("stat data"))
+        {
+            st.st_blocks = ls.st_blocks;
+        }
     }
 
     /// Resolves entry `name` of directory `parent` (for step `op`), with the checks every
@@ -665,15 +684,8 @@ impl Union {
 
     /// Marks the cached listing of directory `ino` stale after a change in it.
     pub(crate) fn dir_changed(&self, ino: Ino) {
-        if let Some(n) = self.nodes.get(&ino) {
-            // Under the listing lock: see the store in `listing`.
-            let slot = n.listing.lock();
-            n.listing_gen.fetch_add(1, Ordering::AcqRel);
-            // Kept (invalid) so that the rebuilt listing keeps its readdir slots.
-            if let Some(l) = slot.as_ref() {
-                l.invalidate();
-            }
-        }
+        // Kept (invalid) so that the rebuilt listing keeps its readdir slots.
+        self.listing_changed(ino, Listing::invalidate);
     }
 
     /// Makes sure node `ino` exists in the upper layer, copying it (and its parents) up.

@@ -126,7 +126,7 @@ impl Union {
         }
         let node = self.ensure_upper_meta(ino)?;
         // See `setattr`: not while a metacopy of it is being completed.
-        let _completing = node.st.read().data.is_some().then(|| node.copy_lock.lock());
+        let _completing = node.metacopy_guard();
         self.xattrs_changed(ino);
         let fl = XattrFlags::from_bits_retain(flags as u32);
         self.with_path(ino, |p| rfs::lsetxattr(p, name, value, fl).op("setxattr"))
@@ -138,7 +138,7 @@ impl Union {
             return Err(Error::new("removexattr: overlay private name", Errno::PERM));
         }
         let node = self.ensure_upper_meta(ino)?;
-        let _completing = node.st.read().data.is_some().then(|| node.copy_lock.lock());
+        let _completing = node.metacopy_guard();
         self.xattrs_changed(ino);
         self.with_path(ino, |p| rfs::lremovexattr(p, name).op("removexattr"))
     }
