@@ -77,6 +77,9 @@ class Mount:
             # metacopy=on (off by default, as in kernel overlayfs): chmod of a lower file
             # copies its metadata only.
             sh(f"{STRATA} -o {opts},metacopy=on {self.mnt}")
+        elif impl == "strata-unbounded":
+            # No bound on the inodes the daemon keeps (max_inodes=0): for --rss-files.
+            sh(f"{STRATA} -o {opts},max_inodes=0 {self.mnt}")
         elif impl == "strata-noprov":
             # The same daemon without the provenance xattrs: the column shows what they cost
             # a mount where nobody reads them.

@@ -50,6 +50,7 @@ pub fn build_union(opts: &MountOptions) -> Result<Arc<Union>, SetupError> {
         diff: opts.diff_view,
         provenance: opts.provenance,
         metacopy: opts.metacopy,
+        max_nodes: opts.max_inodes,
     };
     let u = Union::new(stack, cfg).map_err(|e| SetupError::Mount {
         path: PathBuf::new(),
@@ -139,6 +140,7 @@ fn mount_session(
         match Session::from_fd(fs, fd, SessionACL::All, fuse_config(threads())) {
             Ok(s) => {
                 crate::fuse::install_invalidator(&u, s.notifier());
+                crate::fuse::install_pruner(&u, &s);
                 Ok(s)
             }
             Err(e) => {
@@ -170,6 +172,7 @@ fn mount_session(
             ))
         })?;
         crate::fuse::install_invalidator(&u, s.notifier());
+        crate::fuse::install_pruner(&u, &s);
         Ok(s)
     }
 }

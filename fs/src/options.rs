@@ -45,6 +45,9 @@ pub struct MountOptions {
     pub metacopy: bool,
     /// `view=diff`: show only what the first lower layer changed (see `Config::diff`).
     pub diff_view: bool,
+    /// `max_inodes=N`: most inodes the daemon keeps before it asks the kernel to let go of the
+    /// least recently used ones (0: no bound; default [`DEFAULT_MAX_INODES`]).
+    pub max_inodes: usize,
     /// FUSE and VFS words passed to the mount (`allow_other`, `ro`, `noatime`, …).
     pub fuse_words: Vec<String>,
     /// Read-only requested with `ro` (also implied by a missing upperdir).
@@ -107,12 +110,17 @@ const IGNORED_KEYS: &[&str] = &[
     "index",
 ];
 
+/// The default `max_inodes=`: about 60 MiB of daemon memory, and more files than a large
+/// container image holds (so a container's working set is never pruned).
+pub const DEFAULT_MAX_INODES: usize = 131_072;
+
 impl MountOptions {
     /// Parses the values of every `-o`, in order (later values win).
     pub fn parse<S: AsRef<str>>(groups: &[S]) -> Result<Self, SetupError> {
         let mut o = MountOptions {
             passthrough: true,
             provenance: true,
+            max_inodes: DEFAULT_MAX_INODES,
             ..MountOptions::default()
         };
         for group in groups {
@@ -196,6 +204,12 @@ impl MountOptions {
             ("passthrough", Some("on" | "1")) => self.passthrough = true,
             ("passthrough", Some("off" | "0")) => self.passthrough = false,
             ("passthrough", _) => return Err(bad("expected passthrough=on or passthrough=off")),
+            ("max_inodes", Some(v)) => {
+                self.max_inodes = match v.parse::<usize>() {
+                    Ok(n) if n == 0 || n >= 64 => n,
+                    _ => return Err(bad("expected max_inodes=0 (no bound) or a number >= 64")),
+                }
+            }
             ("view", Some("diff")) => self.diff_view = true,
             ("view", Some("union")) => self.diff_view = false,
             ("view", _) => return Err(bad("expected view=diff or view=union")),
@@ -383,6 +397,9 @@ mod tests {
             (o.squash_uid, o.squash_gid, o.xattr_permissions),
             (Some(7), Some(8), 2)
         );
+        assert_eq!(parse("lowerdir=/a").max_inodes, DEFAULT_MAX_INODES);
+        assert_eq!(parse("lowerdir=/a,max_inodes=0").max_inodes, 0);
+        assert_eq!(parse("lowerdir=/a,max_inodes=5000").max_inodes, 5000);
         let o = parse("lowerdir=/a,squash_to_root");
         assert_eq!((o.squash_uid, o.squash_gid), (Some(0), Some(0)));
     }
@@ -397,6 +414,8 @@ mod tests {
             "upperdir=/u,workdir=/w",
             "lowerdir=/a,redirect_dir=on",
             "lowerdir=/a,context=\"x",
+            "lowerdir=/a,max_inodes=10",
+            "lowerdir=/a,max_inodes=lots",
         ] {
             let e = MountOptions::parse(&[bad]).unwrap_err().to_string();
             assert!(!e.is_empty(), "{bad}");

@@ -544,3 +544,52 @@ fn readdir_offsets_survive_changes_to_the_directory() {
     let now = names(&u, d);
     assert!(now.contains(&"zz".to_string()) && !now.contains(&"c".to_string()));
 }
+
+#[test]
+fn above_max_inodes_nodes_are_offered_back_and_the_root_never() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let ly = Layers::new(1);
+    for i in 0..400 {
+        write(&ly.lower(0).join(format!("f{i:03}")), "x");
+    }
+    let u = Arc::new(ly.union(1, ",max_inodes=64"));
+    let (tx, rx) = mpsc::channel::<Vec<u64>>();
+    let tx = Mutex::new(tx);
+    u.set_pruner(Box::new(move |inos| {
+        tx.lock().unwrap().send(inos.to_vec()).unwrap();
+        Ok(())
+    }));
+    // Plays the kernel: lets go of each inode offered (looked up once) at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let kernel = {
+        let (u, stop) = (u.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut offered = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(v) = rx.recv_timeout(Duration::from_millis(20)) {
+                    for ino in v {
+                        assert_ne!(ino, ROOT, "the root was offered");
+                        offered += 1;
+                        u.forget(ino, 1);
+                    }
+                }
+            }
+            offered
+        })
+    };
+    for i in 0..400 {
+        lookup(&u, &format!("f{i:03}")).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while u.node_count() > 64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let offered = kernel.join().unwrap();
+    assert!(u.node_count() <= 64, "{} nodes", u.node_count());
+    assert!(offered >= 400 - 64, "{offered} offered");
+    // Offered inodes come back by lookup as they were.
+    assert_eq!(read_all(&u, lookup(&u, "f123").unwrap()), "x");
+}

@@ -736,5 +736,40 @@ pub fn install_invalidator(u: &Union, n: fuser::Notifier) {
     }));
 }
 
+/// FUSE_NOTIFY_PRUNE: include/uapi/linux/fuse.h, protocol 7.45.
+const FUSE_NOTIFY_PRUNE: i32 = 9;
+
+/// Lets the union ask the kernel to let go of inodes it no longer uses (FUSE_NOTIFY_PRUNE; see
+/// `union/prune.rs`). fuser has no call for this notification, so it is written on a
+/// duplicate of the session's `/dev/fuse` fd: a `fuse_out_header` with `unique` 0 and the
+/// code in `error`, a `fuse_notify_prune_out` (count, padding, spare), then the node ids.
+/// A kernel without it answers EINVAL, and the union stops asking.
+pub fn install_pruner(u: &Union, session: &impl std::os::fd::AsFd) {
+    let dev = match rustix::io::fcntl_dupfd_cloexec(session, 0) {
+        Ok(fd) => fd,
+        Err(e) => {
+            log::warn!("no inode pruning: cannot duplicate the /dev/fuse fd: {e}");
+            return;
+        }
+    };
+    u.set_pruner(Box::new(move |inos: &[u64]| {
+        let len = 32 + 8 * inos.len();
+        let mut msg = Vec::with_capacity(len);
+        msg.extend_from_slice(&(len as u32).to_ne_bytes());
+        msg.extend_from_slice(&FUSE_NOTIFY_PRUNE.to_ne_bytes());
+        msg.extend_from_slice(&0u64.to_ne_bytes());
+        msg.extend_from_slice(&(inos.len() as u32).to_ne_bytes());
+        msg.extend_from_slice(&[0u8; 12]);
+        for ino in inos {
+            msg.extend_from_slice(&ino.to_ne_bytes());
+        }
+        match rustix::io::write(&dev, &msg) {
+            Ok(n) if n == len => Ok(()),
+            Ok(n) => Err(std::io::Error::other(format!("short write: {n} of {len}"))),
+            Err(e) => Err(e.into()),
+        }
+    }));
+}
+
 /// The root inode, for callers that build on the adapter.
 pub const ROOT_INO: u64 = ROOT;

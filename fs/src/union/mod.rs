@@ -16,6 +16,7 @@ mod links;
 mod listing;
 mod override_stat;
 mod provenance;
+mod prune;
 mod rename;
 mod resolve;
 mod xattr;
@@ -35,6 +36,7 @@ pub use attr::{Attr, SetAttr};
 pub use dir::NewKind;
 pub use listing::{DirEntry, DirStream, Listing};
 pub use provenance::{Change, DiffCounts, Provenance, State, VIRTUAL_PREFIX};
+pub use prune::PruneHook;
 pub(crate) use resolve::METACOPY_MIN;
 
 use crate::error::{Error, Op, Result};
@@ -93,6 +95,9 @@ pub struct Config {
     /// (kernel overlayfs, fuse-overlayfs, containers-storage's diff) do not know the mark.
     /// The mark is honoured whatever this option says.
     pub metacopy: bool,
+    /// Most nodes kept before the least recently used are offered back to the kernel
+    /// (`max_inodes=`; 0: no bound). See `prune.rs`.
+    pub max_nodes: usize,
 }
 
 /// Where a node is and what supplies it.
@@ -141,6 +146,8 @@ pub(crate) struct Node {
     /// pass would otherwise pay a path resolution per directory.
     /// Boxed: most nodes are files, and a `Stat` is 144 bytes.
     pub lower_dir_stat: Mutex<Option<Box<(LayerId, Stat)>>>,
+    /// The pruning epoch of the node's last use (`prune.rs`).
+    pub used: std::sync::atomic::AtomicU32,
 }
 
 impl Node {
@@ -200,7 +207,8 @@ impl std::fmt::Debug for Invalidator {
 pub struct Union {
     pub(crate) stack: LayerStack,
     pub(crate) cfg: Config,
-    pub(crate) nodes: DashMap<Ino, Arc<Node>>,
+    /// Shared with the pruning thread, which reads the nodes' last use.
+    pub(crate) nodes: Arc<DashMap<Ino, Arc<Node>>>,
     pub(crate) handles: DashMap<u64, Arc<Handle>>,
     pub(crate) dir_handles: DashMap<u64, Arc<DirStream>>,
     next_fh: AtomicU64,
@@ -226,6 +234,8 @@ pub struct Union {
     pub(crate) dir_copy_lock: Mutex<()>,
     /// Held while the shared whiteout in the work dir is replaced (see `make_whiteout`).
     pub(crate) whiteout_lock: Mutex<()>,
+    /// Keeps the node table under `Config::max_nodes`.
+    pruner: prune::Pruner,
 }
 
 impl Union {
@@ -233,10 +243,11 @@ impl Union {
     pub fn new(stack: LayerStack, cfg: Config) -> Result<Self> {
         let origin_xattr = format!("{}strata.origin", stack.xattr_prefix);
         let metacopy_xattr = format!("{}strata.metacopy", stack.xattr_prefix);
+        let pruner = prune::Pruner::new(cfg.max_nodes);
         let u = Union {
             stack,
             cfg,
-            nodes: DashMap::new(),
+            nodes: Arc::new(DashMap::new()),
             handles: DashMap::new(),
             dir_handles: DashMap::new(),
             next_fh: AtomicU64::new(1),
@@ -251,6 +262,7 @@ impl Union {
             dir_copy_lock: Mutex::new(()),
             whiteout_lock: Mutex::new(()),
             invalidator: std::sync::OnceLock::new(),
+            pruner,
         };
         let mut layers = Vec::new();
         for id in u.stack.all() {
@@ -280,8 +292,10 @@ impl Union {
             pinned: Mutex::new(None),
             xattr_names: Mutex::new(None),
             lower_dir_stat: Mutex::new(None),
+            used: Default::default(),
         };
         u.nodes.insert(ROOT, Arc::new(root));
+        u.pruner.added(&u.nodes);
         Ok(u)
     }
 
@@ -289,6 +303,12 @@ impl Union {
     /// changes an attribute behind the kernel's back only in copy-up (a parent's ctime).
     pub fn set_invalidator(&self, f: Box<dyn Fn(Ino) + Send + Sync>) {
         let _ = self.invalidator.set(Invalidator(f));
+    }
+
+    /// Installs the hook that asks the kernel to let go of inodes (FUSE_NOTIFY_PRUNE); without
+    /// it the node table is not bounded.
+    pub fn set_pruner(&self, f: Box<PruneHook>) {
+        self.pruner.set_hook(f);
     }
 
     pub(crate) fn invalidate_attr(&self, ino: Ino) {
@@ -313,10 +333,21 @@ impl Union {
     }
 
     pub(crate) fn node(&self, ino: Ino) -> Result<Arc<Node>> {
-        self.nodes
+        let n = self
+            .nodes
             .get(&ino)
             .map(|n| n.clone())
-            .ok_or(Error::new("unknown inode", Errno::STALE))
+            .ok_or(Error::new("unknown inode", Errno::STALE))?;
+        self.touch(&n);
+        Ok(n)
+    }
+
+    /// Records a use of `n` for the pruning order (a store only when the epoch moved).
+    fn touch(&self, n: &Node) {
+        let e = self.pruner.epoch();
+        if n.used.load(Ordering::Relaxed) != e {
+            n.used.store(e, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn has_upper(&self) -> bool {
@@ -599,7 +630,9 @@ impl Union {
             unlinked: false,
             data,
         };
+        let mut added = false;
         let entry = self.nodes.entry(ino).or_insert_with(|| {
+            added = true;
             Arc::new(Node {
                 ino,
                 lookups: AtomicU64::new(0),
@@ -611,6 +644,7 @@ impl Union {
                 pinned: Mutex::new(None),
                 xattr_names: Mutex::new(None),
                 lower_dir_stat: Mutex::new(None),
+                used: self.pruner.epoch().into(),
             })
         });
         // Counted while the table shard is locked, so a concurrent FORGET cannot drop the node
@@ -618,6 +652,11 @@ impl Union {
         entry.lookups.fetch_add(1, Ordering::AcqRel);
         let node = entry.clone();
         drop(entry);
+        if added {
+            self.pruner.added(&self.nodes);
+        } else {
+            self.touch(&node);
+        }
         {
             let mut st = node.st.write();
             // A removed node whose number came back (a new upper file on a reused inode, or a
@@ -675,6 +714,7 @@ impl Union {
             left == 0
         });
         if let Some((_, node)) = gone {
+            self.pruner.removed();
             let st = node.st.read();
             if st.kind == FileType::Directory {
                 self.dir_fds.forget(ino, &st.layers);

@@ -608,6 +608,8 @@ impl Union {
                 }
                 Ok(out)
             }
+            // How many inodes the daemon keeps now (bounded by `max_inodes=`, see prune.rs).
+            b"inodes" if ino == ROOT => Ok(self.nodes.len().to_string().into_bytes()),
             b"layer" | b"state" | b"shadows" => self.provenance_value(key, &self.provenance(ino)?),
             _ => Err(Self::no_provenance()),
         }
