@@ -489,7 +489,7 @@ fn copy_xattrs(
     let sp = Union::proc_path(src_dir, name);
     let dp = Union::proc_path(work, tmp);
     let (sp, dp) = (OsStr::from_bytes(&sp), OsStr::from_bytes(&dp));
-    let names = match list_xattrs(sp) {
+    let names = match list_xattrs(sp, false) {
         Ok(n) => n,
         Err(Errno::NOTSUP) => return Ok(()),
         Err(e) => return Err(Error::new("copy-up: listxattr", e)),
@@ -499,7 +499,7 @@ fn copy_xattrs(
             continue;
         }
         let xn = OsStr::from_bytes(x);
-        let v = match get_xattr(sp, xn) {
+        let v = match get_xattr(sp, xn, false) {
             Ok(v) => v,
             Err(Errno::NODATA) => continue,
             Err(e) => return Err(Error::new("copy-up: getxattr", e)),
@@ -514,16 +514,21 @@ fn copy_xattrs(
     Ok(())
 }
 
-pub(crate) fn list_xattrs(path: &OsStr) -> rustix::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 1024];
+/// Calls `f` with a buffer until what it reads fits: on ERANGE it asks for the size (an
+/// empty buffer) and tries again with at least that much.
+pub(crate) fn sized(
+    mut f: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+    start: usize,
+) -> rustix::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; start];
     loop {
-        match rfs::llistxattr(path, &mut buf[..]) {
+        match f(&mut buf[..]) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(buf);
             }
             Err(Errno::RANGE) => {
-                let n = rfs::llistxattr(path, &mut [0u8; 0][..])?;
+                let n = f(&mut [0u8; 0][..])?;
                 buf.resize(n.max(buf.len() * 2), 0);
             }
             Err(e) => return Err(e),
@@ -531,20 +536,22 @@ pub(crate) fn list_xattrs(path: &OsStr) -> rustix::io::Result<Vec<u8>> {
     }
 }
 
-pub(crate) fn get_xattr(path: &OsStr, name: &OsStr) -> rustix::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        match rfs::lgetxattr(path, name, &mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            Err(Errno::RANGE) => {
-                let n = rfs::lgetxattr(path, name, &mut [0u8; 0][..])?;
-                buf.resize(n.max(buf.len() * 2), 0);
-            }
-            Err(e) => return Err(e),
-        }
+/// The xattr names of `path`; `follow`: of what a final symlink (a `/proc/self/fd/N` magic
+/// link) points to, else of the symlink itself.
+pub(crate) fn list_xattrs(path: &OsStr, follow: bool) -> rustix::io::Result<Vec<u8>> {
+    if follow {
+        sized(|b| rfs::listxattr(path, b), 1024)
+    } else {
+        sized(|b| rfs::llistxattr(path, b), 1024)
+    }
+}
+
+/// The value of xattr `name` of `path` (`follow` as in [`list_xattrs`]).
+pub(crate) fn get_xattr(path: &OsStr, name: &OsStr, follow: bool) -> rustix::io::Result<Vec<u8>> {
+    if follow {
+        sized(|b| rfs::getxattr(path, name, b), 256)
+    } else {
+        sized(|b| rfs::lgetxattr(path, name, b), 256)
     }
 }
 

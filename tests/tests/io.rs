@@ -524,3 +524,46 @@ fn priv_o_direct_read_write() {
     assert!(data[..4096].iter().all(|b| *b == b'l') && data[4096..12288] == want[..]);
     assert_eq!(read(fx.m("new"))[4096..], want[..]);
 }
+
+/// The root directory's xattrs and those of a removed file still open are the objects' own
+/// (the root of a mount without an upper: `options.rs`):
+/// both are reached through a bare `/proc/self/fd/N`, a magic link that `l*xattr` would act
+/// on instead of the object (they answered "no such attribute" and EOPNOTSUPP).
+#[test]
+fn priv_xattrs_of_the_root_and_of_a_removed_open_file() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    // Writable: the root is the upper's, and takes xattrs.
+    fx.mount();
+    xattr_set(&fx.mnt, "user.root", b"R");
+    assert_eq!(xattr_get(&fx.mnt, "user.root").unwrap(), b"R");
+    assert!(xattr_list(&fx.mnt).unwrap().contains("user.root"));
+    assert_eq!(xattr_get(&fx.upper, "user.root").unwrap(), b"R");
+    rustix::fs::removexattr(&fx.mnt, "user.root").unwrap();
+    assert!(xattr_get(&fx.mnt, "user.root").is_err());
+
+    write(fx.m("gone"), "data");
+    let f = fs::File::open(fx.m("gone")).unwrap();
+    xattr_set(fx.m("gone"), "user.before", b"1");
+    fs::remove_file(fx.m("gone")).unwrap();
+    // Through the fd's magic link, followed (the plain calls, not the l* ones).
+    let p = format!("/proc/self/fd/{}", f.as_raw_fd());
+    let get = |name: &str| {
+        let mut b = [0u8; 64];
+        rustix::fs::getxattr(p.as_str(), name, &mut b[..]).map(|n| b[..n].to_vec())
+    };
+    assert_eq!(get("user.before").unwrap(), b"1");
+    rustix::fs::setxattr(p.as_str(), "user.after", b"2", XattrFlags::empty()).unwrap();
+    assert_eq!(get("user.after").unwrap(), b"2");
+    let mut b = [0u8; 256];
+    let n = rustix::fs::listxattr(p.as_str(), &mut b[..]).unwrap();
+    let names = String::from_utf8_lossy(&b[..n]).to_string();
+    assert!(
+        names.contains("user.before") && names.contains("user.after"),
+        "{names:?}"
+    );
+    drop(f);
+    fx.umount();
+}

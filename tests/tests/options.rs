@@ -32,6 +32,7 @@ fn priv_lowerdir_only_mount_is_a_read_only_union() {
     write(fx.l(1, "b"), "l2-b");
     write(fx.l(1, "d/x"), "x");
     write(fx.l(0, ".wh.b"), "");
+    xattr_set(fx.lower(0), "user.lowerroot", b"L");
     let before: Vec<_> = (0..2).map(|i| snapshot(fx.lower(i))).collect();
     let opts = format!(
         "lowerdir={}:{}",
@@ -40,6 +41,9 @@ fn priv_lowerdir_only_mount_is_a_read_only_union() {
     );
     let _g = mount_with(&opts, &fx.mnt);
     assert_eq!(names(&fx.mnt), sorted(&[".", "..", "a", "d"]));
+    // The root's xattrs are the top lower's root's (they were read from the fd's magic link).
+    assert_eq!(xattr_get(&fx.mnt, "user.lowerroot").unwrap(), b"L");
+    assert!(xattr_list(&fx.mnt).unwrap().contains("user.lowerroot"));
     assert_eq!(read_str(fx.m("a")), "l1-a");
     let rofs =
         |what: &str, r: std::io::Result<()>| assert_eq!(errno(what, r), libc::EROFS, "{what}");

@@ -120,7 +120,7 @@ impl Union {
         };
         if self.cfg.xattr_permissions != 0 {
             if let Some(o) = self
-                .with_node_path(node, |p| self.read_override(p))
+                .with_node_path(node, |p, follow| self.read_override_at(p, follow))
                 .ok()
                 .flatten()
             {
@@ -130,23 +130,29 @@ impl Union {
         a
     }
 
-    /// Runs `f` with a `/proc/self/fd/...` path naming node `node`'s object in its top layer
-    /// (for the `l*xattr` calls); the fd behind the path stays open for the call.
-    pub(crate) fn with_node_path<T>(&self, node: &Node, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+    /// Runs `f` with a `/proc/self/fd/...` path naming node `node`'s object in its top layer,
+    /// and whether the path must be followed: `/proc/self/fd/DIR/NAME` (an entry: `l*xattr`,
+    /// never following a symlink there) or, for the root and a removed node, the bare
+    /// `/proc/self/fd/N` of the object's own fd, a magic link that the plain `*xattr` calls
+    /// follow to the object (the `l*` calls would act on the link: proc(5), /proc/pid/fd).
+    /// The fd behind the path stays open for the call.
+    pub(crate) fn with_node_path<T>(
+        &self,
+        node: &Node,
+        f: impl FnOnce(&[u8], bool) -> T,
+    ) -> Result<T> {
         let st = node.state();
         if st.unlinked {
             let p = node.pinned_fd("xattr")?;
-            return Ok(f(&Self::proc_path(&*p, OsStr::new("."))));
+            return Ok(f(&Self::proc_path(&*p, OsStr::new("")), true));
         }
         let l = st.layers[0];
         if node.ino == ROOT {
-            return Ok(f(&Self::proc_path(
-                &self.stack.layers[l as usize].root,
-                OsStr::new("."),
-            )));
+            let root = &self.stack.layers[l as usize].root;
+            return Ok(f(&Self::proc_path(root, OsStr::new("")), true));
         }
         let dfd = self.parent_fd(&st, l)?;
-        Ok(f(&Self::proc_path(&dfd, &st.name)))
+        Ok(f(&Self::proc_path(&dfd, &st.name), false))
     }
 
     fn pinned_is_upper(&self, node: &Node) -> bool {
