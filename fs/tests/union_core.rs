@@ -558,7 +558,8 @@ fn above_max_inodes_nodes_are_offered_back_and_the_root_never() {
     let (tx, rx) = mpsc::channel::<Vec<u64>>();
     let tx = Mutex::new(tx);
     u.set_pruner(Box::new(move |inos| {
-        tx.lock().unwrap().send(inos.to_vec()).unwrap();
+        // The fake kernel below may be gone when a last pass runs.
+        let _ = tx.lock().unwrap().send(inos.to_vec());
         Ok(())
     }));
     // Plays the kernel: lets go of each inode offered (looked up once) at once.

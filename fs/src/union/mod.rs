@@ -761,40 +761,4 @@ impl Union {
         crate::copy_up::copy_up(self, &node, true)?;
         Ok(node)
     }
-
-    /// Maps a host uid to what the caller sees.
-    pub(crate) fn show_uid(&self, uid: u32) -> u32 {
-        if let Some(s) = self.cfg.squash_uid {
-            return s;
-        }
-        self.cfg
-            .uid_map
-            .to_container(uid)
-            .unwrap_or(crate::idmap::OVERFLOW_ID)
-    }
-
-    pub(crate) fn show_gid(&self, gid: u32) -> u32 {
-        if let Some(s) = self.cfg.squash_gid {
-            return s;
-        }
-        self.cfg
-            .gid_map
-            .to_container(gid)
-            .unwrap_or(crate::idmap::OVERFLOW_ID)
-    }
-
-    /// Maps a caller uid to the uid stored on disk.
-    pub(crate) fn store_uid(&self, uid: u32) -> Result<u32> {
-        self.cfg
-            .uid_map
-            .to_host(uid)
-            .ok_or(Error::new("uid not mapped", Errno::INVAL))
-    }
-
-    pub(crate) fn store_gid(&self, gid: u32) -> Result<u32> {
-        self.cfg
-            .gid_map
-            .to_host(gid)
-            .ok_or(Error::new("gid not mapped", Errno::INVAL))
-    }
 }

@@ -2,7 +2,7 @@
 //!
 //! The kernel keeps every inode it has looked up until memory pressure evicts it, and the
 //! daemon must keep the node until the kernel's FORGET, so a walk of a million files costs the
-//! daemon a million nodes (fuse-overlayfs 2.0: 932 MiB). Above `Config::max_nodes`, a worker
+//! daemon a million nodes (fuse-overlayfs 2.0: about 900 MiB). Above `Config::max_nodes`, a worker
 //! thread asks the kernel to let go of the least recently used inodes with FUSE_NOTIFY_PRUNE
 //! (protocol 7.45, include/uapi/linux/fuse.h; `fuse_try_prune_one_inode` in fs/fuse/inode.c):
 //! the kernel drops only the *unused* dentries of each inode (`d_prune_aliases`), so an open
@@ -39,9 +39,9 @@ const BATCH: usize = 512;
 const SETTLE: Duration = Duration::from_millis(20);
 
 /// The pause after a pass that freed less than half of what it offered (the kernel holds
-/// the nodes: open files, working directories, cached children), so that a table the kernel
-/// keeps above the bound costs a scan a second, not fifty.
-const BACKOFF: Duration = Duration::from_secs(1);
+/// the nodes: open files, working directories, cached children; or its FORGETs are slow),
+/// so that a table the kernel keeps above the bound costs a few scans a second, not fifty.
+const BACKOFF: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -127,14 +127,9 @@ impl Pruner {
                 .spawn(move || {
                     // Ends when the union (and with it the sender) is gone.
                     for () in rx {
-                        // Again while the table is over the bound (nodes added during the
-                        // pass) and the kernel lets go of what it is offered.
-                        while pass(&shared, &table, limit, &*hook) {
-                            if shared.count.load(Ordering::Relaxed) <= limit {
-                                break;
-                            }
+                        if !work(&shared, &table, limit, &*hook) {
+                            return;
                         }
-                        shared.queued.store(false, Ordering::Release);
                     }
                 });
             match spawned {
@@ -149,17 +144,60 @@ impl Pruner {
     }
 }
 
-/// One pruning pass: offers the oldest nodes, down to 7/8 of `limit`. False when there was
-/// nothing to offer, or less than half of the offered went away (after a pause: see
-/// [`BACKOFF`]).
-fn pass(
+/// What a pass did.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The union is gone.
+    Gone,
+    /// Nothing to offer, or pruning is off.
+    Idle,
+    /// Most of what was offered went away.
+    Freed,
+    /// The kernel kept most of it.
+    Held,
+}
+
+/// Passes until the table is under the bound, then clears `queued`; and again if a node was
+/// added above the bound in between (its `added` found `queued` set and started nothing).
+/// False when the union is gone.
+fn work(
     shared: &Shared,
     table: &Weak<DashMap<Ino, Arc<Node>>>,
     limit: usize,
     hook: &PruneHook,
 ) -> bool {
+    let over = || shared.count.load(Ordering::Relaxed) > limit;
+    loop {
+        loop {
+            match pass(shared, table, limit, hook) {
+                Outcome::Gone => return false,
+                Outcome::Idle => break,
+                Outcome::Freed => {}
+                Outcome::Held => std::thread::sleep(BACKOFF),
+            }
+            if !over() {
+                break;
+            }
+        }
+        shared.queued.store(false, Ordering::Release);
+        if !over()
+            || shared.off.load(Ordering::Relaxed)
+            || shared.queued.swap(true, Ordering::AcqRel)
+        {
+            return true;
+        }
+    }
+}
+
+/// One pruning pass: offers the oldest nodes, down to 7/8 of `limit`.
+fn pass(
+    shared: &Shared,
+    table: &Weak<DashMap<Ino, Arc<Node>>>,
+    limit: usize,
+    hook: &PruneHook,
+) -> Outcome {
     let Some(nodes) = table.upgrade() else {
-        return false;
+        return Outcome::Gone;
     };
     let mut stamps: Vec<(u32, Ino)> = nodes
         .iter()
@@ -170,15 +208,24 @@ fn pass(
     let now = shared.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
     let keep = limit - limit / 8;
     let excess = (stamps.len() + 1).saturating_sub(keep);
-    if excess == 0 {
-        return false;
+    if excess == 0 || shared.off.load(Ordering::Relaxed) {
+        return Outcome::Idle;
     }
     let victims = oldest(&mut stamps, excess);
+    drop(stamps);
     for chunk in victims.chunks(BATCH) {
-        if let Err(e) = hook(chunk) {
-            log::warn!("the kernel does not prune inodes ({e}); the node table is unbounded");
-            shared.off.store(true, Ordering::Relaxed);
-            return false;
+        match hook(chunk) {
+            Ok(()) => {}
+            // An unknown notification code (fuse_notify in fs/fuse/dev.c): before Linux 6.18.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                log::warn!("the kernel does not prune inodes ({e}); the node table is unbounded");
+                shared.off.store(true, Ordering::Relaxed);
+                return Outcome::Idle;
+            }
+            Err(e) => {
+                log::debug!("prune notification: {e}");
+                return Outcome::Held;
+            }
         }
     }
     std::thread::sleep(SETTLE);
@@ -192,11 +239,10 @@ fn pass(
         }
     }
     if kept * 2 > victims.len() {
-        drop(nodes);
-        std::thread::sleep(BACKOFF);
-        return false;
+        Outcome::Held
+    } else {
+        Outcome::Freed
     }
-    true
 }
 
 /// The ids of the `n` entries with the oldest stamps.
