@@ -44,6 +44,29 @@ fn priv_lower_hard_links_share_inode_and_nlink() {
     assert_eq!(read_str(fx.m("b")), "pair");
 }
 
+/// A lower file whose other links are outside its layer (a `cp -al` copy, an ostree checkout)
+/// has one name in the union, and one name is what `st_nlink` says; one with a second name in
+/// the layer beside an outside link counts the two.
+#[test]
+fn priv_links_outside_the_layer_are_not_counted() {
+    if !require_mount() {
+        return;
+    }
+    let mut fx = Fixture::new(1);
+    write(fx.l(0, "solo"), "1");
+    write(fx.l(0, "pair1"), "2");
+    fs::hard_link(fx.l(0, "pair1"), fx.l(0, "pair2")).unwrap();
+    let outside = fx.root().join("outside");
+    mkdirs(&outside);
+    fs::hard_link(fx.l(0, "solo"), outside.join("solo")).unwrap();
+    fs::hard_link(fx.l(0, "pair1"), outside.join("pair1")).unwrap();
+    fx.mount();
+    assert_eq!(lstat(fx.m("solo")).nlink(), 1);
+    assert_eq!(lstat(fx.m("pair1")).nlink(), 2);
+    assert_eq!(lstat(fx.m("pair2")).nlink(), 2);
+    assert_eq!(read_str(fx.m("solo")), "1");
+}
+
 #[test]
 fn priv_new_hard_links_have_correct_nlink() {
     if !require_mount() {

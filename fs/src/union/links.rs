@@ -39,6 +39,10 @@ impl Union {
         ) {
             walk(&d, &[], &mut map, 0);
         }
+        // An inode with one path in this layer has its other links elsewhere (a `cp -al`
+        // copy, an ostree or flatpak checkout of a shared object store): the union shows it
+        // under that one name, and nothing needs resolving to say so.
+        map.retain(|_, paths| paths.len() > 1);
         let map = Arc::new(map);
         self.links.layers.lock().insert(l, map.clone());
         map
@@ -52,7 +56,8 @@ impl Union {
         }
         let index = self.layer_links(l);
         let Some(paths) = index.get(&st_ino) else {
-            return nlink as u32;
+            // Its only name in the layer is the one being looked at (see `layer_links`).
+            return 1;
         };
         let visible = paths
             .iter()

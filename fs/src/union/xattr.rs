@@ -45,7 +45,8 @@ fn absent(name: &[u8]) -> Errno {
     }
 }
 
-/// listxattrat(2) answered ENOSYS (a kernel before 6.13): use the `/proc/self/fd` path.
+/// listxattrat(2) is not available (a kernel before 6.13, or a seccomp filter that refuses
+/// it): use the `/proc/self/fd` path.
 static NO_LISTXATTRAT: AtomicBool = AtomicBool::new(false);
 
 impl Union {
@@ -74,7 +75,10 @@ impl Union {
                 1024,
             );
             match r {
-                Err(Errno::NOSYS) => NO_LISTXATTRAT.store(true, Ordering::Relaxed),
+                // ENOSYS: before Linux 6.13. EPERM: a seccomp filter that predates the call
+                // (Docker's default profile answers unknown calls so); listxattr itself never
+                // answers EPERM (path_listxattrat, fs/xattr.c).
+                Err(Errno::NOSYS | Errno::PERM) => NO_LISTXATTRAT.store(true, Ordering::Relaxed),
                 r => return r.op("listxattr"),
             }
         }
