@@ -222,6 +222,11 @@ fn pass(
                 shared.off.store(true, Ordering::Relaxed);
                 return Outcome::Idle;
             }
+            // The connection is gone (unmounted): nothing left to prune.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOTCONN)) => {
+                shared.off.store(true, Ordering::Relaxed);
+                return Outcome::Idle;
+            }
             Err(e) => {
                 log::debug!("prune notification: {e}");
                 return Outcome::Held;
