@@ -466,6 +466,21 @@ fn xattr_permissions_2_reads_and_writes_override_stat() {
     )
     .unwrap();
     assert!(v > 0);
+    // One change at a time keeps the others: each starts from the override, not the inode.
+    let step = |set: strata_fs::union::SetAttr| u.setattr(ctx(), f, None, set).unwrap();
+    step(strata_fs::union::SetAttr {
+        mode: Some(0o700),
+        ..Default::default()
+    });
+    step(strata_fs::union::SetAttr {
+        uid: Some(1000),
+        ..Default::default()
+    });
+    let a = step(strata_fs::union::SetAttr {
+        gid: Some(2000),
+        ..Default::default()
+    });
+    assert_eq!((a.mode & 0o7777, a.uid, a.gid), (0o700, 1000, 2000));
     // New files record the caller in the override.
     let (a, _) = u
         .create(

@@ -396,8 +396,10 @@ impl Union {
         gid: Option<u32>,
         mode: Option<u32>,
     ) -> Result<()> {
+        // `follow` here too: the path may be the bare /proc/self/fd/N of the object, whose
+        // l*xattr calls would read the link's (none), so each change started from the inode.
         let cur = self
-            .read_override(path)
+            .read_override_at(path, follow)
             .unwrap_or(super::override_stat::Override {
                 uid: s.st_uid,
                 gid: s.st_gid,

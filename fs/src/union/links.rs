@@ -18,31 +18,44 @@ use crate::layer::LayerId;
 /// inode → union paths (relative to the root) of files with more than one link.
 pub(crate) type Links = HashMap<u64, Vec<Vec<u8>>>;
 
+/// A layer's link index, and whether its walk saw the whole layer.
+#[derive(Debug, Default)]
+pub(crate) struct LayerLinks {
+    paths: Links,
+    /// No directory was skipped (unreadable, too deep): an inode with links that is not in
+    /// `paths` has exactly one name in the layer.
+    complete: bool,
+}
+
 /// Link indexes, one per lower layer, built on first use.
 #[derive(Debug, Default)]
 pub(crate) struct LinkIndex {
-    layers: Mutex<HashMap<LayerId, Arc<Links>>>,
+    layers: Mutex<HashMap<LayerId, Arc<LayerLinks>>>,
 }
 
 impl Union {
-    fn layer_links(&self, l: LayerId) -> Arc<Links> {
+    fn layer_links(&self, l: LayerId) -> Arc<LayerLinks> {
         if let Some(x) = self.links.layers.lock().get(&l) {
             return x.clone();
         }
-        let mut map = Links::new();
+        let mut map = LayerLinks {
+            paths: Links::new(),
+            complete: true,
+        };
         let root = &self.stack.layers[l as usize].root;
-        if let Ok(d) = rfs::openat(
+        match rfs::openat(
             root,
             ".",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
-            walk(&d, &[], &mut map, 0);
+            Ok(d) => walk(&d, &[], &mut map, 0),
+            Err(_) => map.complete = false,
         }
         // An inode with one path in this layer has its other links elsewhere (a `cp -al`
         // copy, an ostree or flatpak checkout of a shared object store): the union shows it
         // under that one name, and nothing needs resolving to say so.
-        map.retain(|_, paths| paths.len() > 1);
+        map.paths.retain(|_, paths| paths.len() > 1);
         let map = Arc::new(map);
         self.links.layers.lock().insert(l, map.clone());
         map
@@ -55,9 +68,10 @@ impl Union {
             return nlink as u32;
         }
         let index = self.layer_links(l);
-        let Some(paths) = index.get(&st_ino) else {
-            // Its only name in the layer is the one being looked at (see `layer_links`).
-            return 1;
+        let Some(paths) = index.paths.get(&st_ino) else {
+            // Its only name in the layer is the one being looked at (see `layer_links`), if
+            // the walk saw the whole layer; else what the layer says.
+            return if index.complete { 1 } else { nlink as u32 };
         };
         let visible = paths
             .iter()
@@ -71,7 +85,7 @@ impl Union {
     /// Other union paths of the lower file `st_ino` in layer `l` that still show it.
     pub(crate) fn lower_aliases(&self, l: LayerId, st_ino: u64, except: &[u8]) -> Vec<Vec<u8>> {
         let index = self.layer_links(l);
-        let Some(paths) = index.get(&st_ino) else {
+        let Some(paths) = index.paths.get(&st_ino) else {
             return Vec::new();
         };
         paths
@@ -83,15 +97,21 @@ impl Union {
     }
 }
 
-fn walk(dir: &std::os::fd::OwnedFd, prefix: &[u8], map: &mut Links, depth: usize) {
+fn walk(dir: &std::os::fd::OwnedFd, prefix: &[u8], map: &mut LayerLinks, depth: usize) {
     if depth > 256 {
+        map.complete = false;
         return;
     }
     let Ok(mut d) = Dir::read_from(dir) else {
+        map.complete = false;
         return;
     };
     let mut subdirs = Vec::new();
-    while let Some(Ok(e)) = d.read() {
+    while let Some(e) = d.read() {
+        let Ok(e) = e else {
+            map.complete = false;
+            break;
+        };
         let name = e.file_name().to_bytes();
         if name == b"." || name == b".." {
             continue;
@@ -103,29 +123,31 @@ fn walk(dir: &std::os::fd::OwnedFd, prefix: &[u8], map: &mut Links, depth: usize
         path.extend_from_slice(name);
         match e.file_type() {
             FileType::Directory => subdirs.push((name.to_vec(), path)),
-            _ => {
-                if let Ok(st) = rfs::statat(
-                    dir,
-                    std::ffi::OsStr::from_bytes(name),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                ) {
-                    if st.st_nlink > 1 && FileType::from_raw_mode(st.st_mode) != FileType::Directory
-                    {
-                        map.entry(st.st_ino).or_default().push(path);
-                    }
+            // DT_UNKNOWN too (XFS without ftype, some network filesystems): the stat says.
+            _ => match rfs::statat(
+                dir,
+                std::ffi::OsStr::from_bytes(name),
+                AtFlags::SYMLINK_NOFOLLOW,
+            ) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                    subdirs.push((name.to_vec(), path))
                 }
-            }
+                Ok(st) if st.st_nlink > 1 => map.paths.entry(st.st_ino).or_default().push(path),
+                Ok(_) => {}
+                Err(_) => map.complete = false,
+            },
         }
     }
     for (name, path) in subdirs {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if let Ok(sub) = rfs::openat(
+        match rfs::openat(
             dir,
             std::ffi::OsStr::from_bytes(&name),
             flags,
             Mode::empty(),
         ) {
-            walk(&sub, &path, map, depth + 1);
+            Ok(sub) => walk(&sub, &path, map, depth + 1),
+            Err(_) => map.complete = false,
         }
     }
 }

@@ -63,11 +63,6 @@ impl Union {
         Override::parse(&buf[..n])
     }
 
-    /// [`Union::read_override_at`] of a `/proc/self/fd/DIR/NAME` path.
-    pub(crate) fn read_override(&self, path: &[u8]) -> Option<Override> {
-        self.read_override_at(path, false)
-    }
-
     /// Writes an override for the object at `path` (`follow` as in [`Union::read_override_at`]).
     pub(crate) fn write_override_at(
         &self,
