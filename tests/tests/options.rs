@@ -141,6 +141,39 @@ fn priv_uid_and_gid_mapping() {
         libc::EINVAL
     );
     assert_eq!(lstat(fx.l(0, "mapped")).uid(), 1002, "lower changed");
+
+    // The ids inside a POSIX ACL are mapped like owners: container 4 and 5 are stored as
+    // host 1004 and 1005, and shown back as 4 and 5; an unmapped id is refused.
+    let acl = |args: &[&str]| {
+        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let (m, u) = (fx.m("new"), fx.u("new"));
+    let (m, u) = (m.to_str().unwrap(), u.to_str().unwrap());
+    acl(&["setfacl", "-m", "u:4:r,g:5:w", m]);
+    let upper = acl(&["getfacl", "-n", "-c", u]);
+    assert!(
+        upper.contains("user:1004:r--") && upper.contains("group:1005:-w-"),
+        "{upper}"
+    );
+    let shown = acl(&["getfacl", "-n", "-c", m]);
+    assert!(
+        shown.contains("user:4:r--") && shown.contains("group:5:-w-"),
+        "{shown}"
+    );
+    let o = Command::new("setfacl")
+        .args(["-m", "u:50:r", m])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "an ACL naming unmapped uid 50 was stored"
+    );
     fx.umount();
 }
 

@@ -7,6 +7,7 @@
 //! on the last name (invariant 2). No fd is kept per node, so a walk of a million files does not
 //! run into RLIMIT_NOFILE (fuse-overlayfs #210, #378).
 
+mod acl;
 mod attr;
 mod dir;
 mod dirfds;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::fs::{self as rfs, XattrFlags};
 use rustix::io::Errno;
 
+use super::acl::{is_acl_name, map_ids};
 use super::{Ino, Union, ROOT};
 use crate::copy_up::{get_xattr, list_xattrs, sized};
 use crate::error::{Error, Op, Result};
@@ -138,7 +139,43 @@ impl Union {
                 return Err(Error::new("getxattr", absent(name.as_bytes())));
             }
         }
-        self.with_path(ino, |p, follow| get_xattr(p, name, follow).op("getxattr"))
+        let v = self.with_path(ino, |p, follow| get_xattr(p, name, follow).op("getxattr"))?;
+        Ok(self.acl_to_container(name.as_bytes(), v))
+    }
+
+    /// An ACL value read from a layer, with its ids as the mount shows them (see `acl.rs`);
+    /// a host id the map does not cover shows as the overflow id, as a file owner does.
+    fn acl_to_container(&self, name: &[u8], v: Vec<u8>) -> Vec<u8> {
+        let (um, gm) = (&self.cfg.uid_map, &self.cfg.gid_map);
+        if !is_acl_name(name) || (um.is_identity() && gm.is_identity()) {
+            return v;
+        }
+        let over = crate::idmap::OVERFLOW_ID;
+        let (uid, gid) = (
+            |id| Some(um.to_container(id).unwrap_or(over)),
+            |id| Some(gm.to_container(id).unwrap_or(over)),
+        );
+        match map_ids(&v, uid, gid) {
+            Ok(Some(mapped)) => mapped,
+            _ => v,
+        }
+    }
+
+    /// An ACL value to store: its ids as host ids. EINVAL for an id the map does not cover,
+    /// as chown answers.
+    fn acl_to_host<'a>(&self, name: &[u8], v: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+        let (um, gm) = (&self.cfg.uid_map, &self.cfg.gid_map);
+        if !is_acl_name(name) || (um.is_identity() && gm.is_identity()) {
+            return Ok(std::borrow::Cow::Borrowed(v));
+        }
+        match map_ids(v, |id| um.to_host(id), |id| gm.to_host(id)) {
+            Ok(Some(mapped)) => Ok(std::borrow::Cow::Owned(mapped)),
+            Ok(None) => Ok(std::borrow::Cow::Borrowed(v)),
+            Err(_) => Err(Error::new(
+                "setxattr: ACL names an unmapped id",
+                Errno::INVAL,
+            )),
+        }
     }
 
     /// listxattr(2): NUL-separated names.
@@ -159,6 +196,8 @@ impl Union {
         if self.hidden(name.as_bytes()) {
             return Err(Error::new("setxattr: overlay private name", Errno::PERM));
         }
+        let value = self.acl_to_host(name.as_bytes(), value)?;
+        let value = &value[..];
         let node = self.ensure_upper_meta(ino)?;
         // See `setattr`: not while a metacopy of it is being completed.
         let _completing = node.metacopy_guard();
