@@ -25,7 +25,7 @@ pub(crate) fn map_ids(
     uid: impl Fn(u32) -> Option<u32>,
     gid: impl Fn(u32) -> Option<u32>,
 ) -> Result<Option<Vec<u8>>, u32> {
-    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+    if value.len() < 4 || !(value.len() - 4).is_multiple_of(8) {
         return Ok(None);
     }
     if u32::from_le_bytes(value[..4].try_into().unwrap_or_default()) != VERSION {
@@ -83,12 +83,12 @@ mod tests {
                 (0x20, 4, u),
             ])
         );
-        assert_eq!(map_ids(&v, |_| None, |i| Some(i)), Err(1000));
-        assert_eq!(map_ids(b"xyz", |i| Some(i), |i| Some(i)), Ok(None));
-        assert_eq!(map_ids(&acl(&[])[..3], |i| Some(i), |i| Some(i)), Ok(None));
+        assert_eq!(map_ids(&v, |_| None, Some), Err(1000));
+        assert_eq!(map_ids(b"xyz", Some, Some), Ok(None));
+        assert_eq!(map_ids(&acl(&[])[..3], Some, Some), Ok(None));
         let mut v1 = v.clone();
         v1[0] = 1;
-        assert_eq!(map_ids(&v1, |i| Some(i), |i| Some(i)), Ok(None));
+        assert_eq!(map_ids(&v1, Some, Some), Ok(None));
         assert!(is_acl_name(b"system.posix_acl_default") && !is_acl_name(b"user.x"));
     }
 }
