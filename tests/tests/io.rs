@@ -525,10 +525,10 @@ fn priv_o_direct_read_write() {
     assert_eq!(read(fx.m("new"))[4096..], want[..]);
 }
 
-/// The root directory's xattrs and those of a removed file still open are the objects' own
-/// (the root of a mount without an upper: `options.rs`):
+/// The root directory's xattrs and those of a removed file still open are the objects' own:
 /// both are reached through a bare `/proc/self/fd/N`, a magic link that `l*xattr` would act
-/// on instead of the object (they answered "no such attribute" and EOPNOTSUPP).
+/// on instead of the object (they answered "no such attribute" and EOPNOTSUPP). The root of a
+/// mount without an upper is checked in `options.rs`.
 #[test]
 fn priv_xattrs_of_the_root_and_of_a_removed_open_file() {
     if !require_mount() {

@@ -75,11 +75,14 @@ impl Union {
         };
         let visible = paths
             .iter()
-            .filter(|p| {
-                matches!(self.resolve_path(p), Ok(Some(f)) if f.layers[0] == l && f.st.st_ino == st_ino)
-            })
+            .filter(|p| self.still_shows(p, l, st_ino))
             .count();
         visible as u32
+    }
+
+    /// True when union path `p` still shows the lower file `st_ino` of layer `l`.
+    fn still_shows(&self, p: &[u8], l: LayerId, st_ino: u64) -> bool {
+        matches!(self.resolve_path(p), Ok(Some(f)) if f.layers[0] == l && f.st.st_ino == st_ino)
     }
 
     /// Other union paths of the lower file `st_ino` in layer `l` that still show it.
@@ -91,7 +94,7 @@ impl Union {
         paths
             .iter()
             .filter(|p| p.as_slice() != except)
-            .filter(|p| matches!(self.resolve_path(p), Ok(Some(f)) if f.layers[0] == l && f.st.st_ino == st_ino))
+            .filter(|p| self.still_shows(p, l, st_ino))
             .cloned()
             .collect()
     }

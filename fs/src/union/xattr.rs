@@ -83,7 +83,9 @@ impl Union {
                 r => return r.op("listxattr"),
             }
         }
-        self.with_path(ino, |p, follow| list_xattrs(p, follow).op("listxattr"))
+        self.with_node_path(&node, |p, follow| {
+            list_xattrs(OsStr::from_bytes(p), follow).op("listxattr")
+        })?
     }
 
     /// True for xattrs the union keeps to itself: overlay bookkeeping, and the ownership
@@ -143,13 +145,18 @@ impl Union {
         Ok(self.acl_to_container(name.as_bytes(), v))
     }
 
+    /// True when `name` is an ACL whose ids this mount maps (`uidmapping=`/`gidmapping=`).
+    fn acl_ids_mapped(&self, name: &[u8]) -> bool {
+        is_acl_name(name) && !(self.cfg.uid_map.is_identity() && self.cfg.gid_map.is_identity())
+    }
+
     /// An ACL value read from a layer, with its ids as the mount shows them (see `acl.rs`);
     /// a host id the map does not cover shows as the overflow id, as a file owner does.
     fn acl_to_container(&self, name: &[u8], v: Vec<u8>) -> Vec<u8> {
-        let (um, gm) = (&self.cfg.uid_map, &self.cfg.gid_map);
-        if !is_acl_name(name) || (um.is_identity() && gm.is_identity()) {
+        if !self.acl_ids_mapped(name) {
             return v;
         }
+        let (um, gm) = (&self.cfg.uid_map, &self.cfg.gid_map);
         let over = crate::idmap::OVERFLOW_ID;
         let (uid, gid) = (
             |id| Some(um.to_container(id).unwrap_or(over)),
@@ -164,10 +171,10 @@ impl Union {
     /// An ACL value to store: its ids as host ids. EINVAL for an id the map does not cover,
     /// as chown answers.
     fn acl_to_host<'a>(&self, name: &[u8], v: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
-        let (um, gm) = (&self.cfg.uid_map, &self.cfg.gid_map);
-        if !is_acl_name(name) || (um.is_identity() && gm.is_identity()) {
+        if !self.acl_ids_mapped(name) {
             return Ok(std::borrow::Cow::Borrowed(v));
         }
+        let (um, gm) = (&self.cfg.uid_map, &self.cfg.gid_map);
         match map_ids(v, |id| um.to_host(id), |id| gm.to_host(id)) {
             Ok(Some(mapped)) => Ok(std::borrow::Cow::Owned(mapped)),
             Ok(None) => Ok(std::borrow::Cow::Borrowed(v)),
