@@ -5,20 +5,23 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, Errno as FErrno, FileAttr, FileHandle, FileType as FType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno as FErrno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use rustix::fs::{FileType, OFlags};
 
+mod convert;
+mod killpriv;
 mod passthrough;
 
-use crate::error::Error;
-use crate::union::{Attr, Ctx, NewKind, SetAttr, Union, ROOT};
+use convert::{ctx, err, fattr, kind, oflags, untime};
+
+use crate::union::{Attr, NewKind, SetAttr, Union, ROOT};
 
 /// How long the kernel may cache entries and attributes. The daemon is the only writer of the
 /// upper layer and lowers never change, so long timeouts are safe (fuse-overlayfs uses 1e9 s).
@@ -36,6 +39,8 @@ pub struct StrataFs {
     /// Ask the kernel for passthrough at INIT (root, and not turned off).
     want_passthrough: bool,
     pt: passthrough::Passthrough,
+    /// FUSE_HANDLE_KILLPRIV_V2 was agreed: the daemon clears setid bits (`killpriv.rs`).
+    killpriv: bool,
 }
 
 impl StrataFs {
@@ -48,6 +53,7 @@ impl StrataFs {
             keep_cache: !live,
             want_passthrough: false,
             pt: passthrough::Passthrough::default(),
+            killpriv: false,
         }
     }
 
@@ -65,81 +71,6 @@ impl StrataFs {
             (true, true) => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
         }
     }
-}
-
-fn err(e: Error) -> FErrno {
-    log::debug!("reply error: {e}");
-    FErrno::from_i32(e.errno())
-}
-
-fn time(t: (i64, u32)) -> SystemTime {
-    if t.0 >= 0 {
-        UNIX_EPOCH + Duration::new(t.0 as u64, t.1)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(t.0.unsigned_abs()) + Duration::from_nanos(t.1 as u64)
-    }
-}
-
-fn untime(t: TimeOrNow) -> Option<(i64, u32)> {
-    match t {
-        TimeOrNow::Now => None,
-        TimeOrNow::SpecificTime(st) => Some(match st.duration_since(UNIX_EPOCH) {
-            Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-            Err(e) => {
-                let d = e.duration();
-                let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
-                if n == 0 {
-                    (-s, 0)
-                } else {
-                    (-s - 1, 1_000_000_000 - n)
-                }
-            }
-        }),
-    }
-}
-
-fn kind(k: FileType) -> FType {
-    match k {
-        FileType::Directory => FType::Directory,
-        FileType::Symlink => FType::Symlink,
-        FileType::Fifo => FType::NamedPipe,
-        FileType::Socket => FType::Socket,
-        FileType::CharacterDevice => FType::CharDevice,
-        FileType::BlockDevice => FType::BlockDevice,
-        _ => FType::RegularFile,
-    }
-}
-
-fn fattr(a: &Attr) -> FileAttr {
-    log::trace!("attr ino={} mode={:o}", a.ino, a.mode);
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.blocks,
-        atime: time(a.atime),
-        mtime: time(a.mtime),
-        ctime: time(a.ctime),
-        crtime: UNIX_EPOCH,
-        kind: kind(a.kind()),
-        perm: (a.mode & 0o7777) as u16,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev as u32,
-        blksize: a.blksize,
-        flags: 0,
-    }
-}
-
-fn ctx(r: &Request) -> Ctx {
-    Ctx {
-        uid: r.uid(),
-        gid: r.gid(),
-    }
-}
-
-fn oflags(f: OpenFlags) -> OFlags {
-    OFlags::from_bits_retain(f.0 as u32)
 }
 
 impl StrataFs {
@@ -166,6 +97,10 @@ impl Filesystem for StrataFs {
         // checks ETXTBSY, so open(O_TRUNC) of a running binary emptied it (pjdfstest
         // open::etxtbsy). Without it the kernel truncates with SETATTR after its checks.
         let _ = config.add_capabilities(want & config.capabilities());
+        // The daemon clears setid bits itself, so the kernel skips a GETXATTR of
+        // security.capability per write(2) and a GETATTR per chown (killpriv.rs).
+        let v2 = InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+        self.killpriv = config.capabilities().contains(v2) && config.add_capabilities(v2).is_ok();
         // Passthrough and the writeback cache exclude each other (the kernel drops passthrough
         // when both are set); strata uses no writeback cache. Stack depth 1: the backing files
         // sit on a plain filesystem, and the mount itself can still be a layer of overlayfs
@@ -227,7 +162,7 @@ impl Filesystem for StrataFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -239,6 +174,18 @@ impl Filesystem for StrataFs {
             // truncate(2) of a file whose readers read its lower object through passthrough:
             // its new data could not reach them (see passthrough.rs).
             return reply.error(FErrno::from_i32(libc::ETXTBSY));
+        }
+        let nothing = [mode, uid, gid].iter().all(Option::is_none)
+            && size.is_none()
+            && atime.is_none()
+            && mtime.is_none()
+            && ctime.is_none();
+        let mut mode = mode;
+        if self.killpriv && mode.is_none() && (size.is_some() || nothing) {
+            match killpriv::mode_after_kill(&self.u, req, ino.0, fh.map(|f| f.0)) {
+                Ok(m) => mode = m,
+                Err(e) => return reply.error(err(e)),
+            }
         }
         let set = SetAttr {
             mode,
@@ -429,16 +376,22 @@ impl Filesystem for StrataFs {
 
     fn write(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _wf: WriteFlags,
+        wf: WriteFlags,
         _flags: OpenFlags,
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        // The caller lacks CAP_FSETID (killpriv.rs); a file without setid bits costs an fstat.
+        if self.killpriv && wf.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            if let Err(e) = self.u.drop_setid(ctx(req), ino.0, Some(fh.0)) {
+                return reply.error(err(e));
+            }
+        }
         match self.u.write(fh.0, offset, data) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(err(e)),

@@ -46,6 +46,20 @@ impl Attr {
     }
 }
 
+/// The mode bits the kernel clears when a regular file is written or truncated by a caller
+/// without CAP_FSETID, and on every chown: setuid, and setgid if the group may execute (a
+/// setgid file without group execute marks mandatory locking, and keeps it).
+/// `should_remove_suid` (fs/inode.c), `setattr_should_drop_sgid` (fs/attr.c).
+pub fn setid_bits(mode: u32) -> u32 {
+    let sgid_exec = libc::S_ISGID | libc::S_IXGRP;
+    let sgid = if mode & sgid_exec == sgid_exec {
+        libc::S_ISGID
+    } else {
+        0
+    };
+    (mode & libc::S_ISUID) | sgid
+}
+
 /// What a setattr asks for. `None` leaves a field alone.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SetAttr {
@@ -346,6 +360,23 @@ impl Union {
         Ok(self.attr_of(&node, &s, st.layers.len()))
     }
 
+    /// Clears the [`setid_bits`] of regular file `ino`, through handle `fh` when given: the
+    /// daemon's part of FUSE_HANDLE_KILLPRIV_V2, whose kernel no longer clears them itself on
+    /// write and truncate (the daemon writes as root, so the layer's filesystem would not
+    /// either). Returns the new attributes if anything changed.
+    pub fn drop_setid(&self, ctx: Ctx, ino: Ino, fh: Option<u64>) -> Result<Option<Attr>> {
+        let a = self.getattr(ino, fh)?;
+        let kill = setid_bits(a.mode);
+        if a.kind() != FileType::RegularFile || kill == 0 {
+            return Ok(None);
+        }
+        let set = SetAttr {
+            mode: Some(a.mode & 0o7777 & !kill),
+            ..SetAttr::default()
+        };
+        self.setattr(ctx, ino, fh, set).map(Some)
+    }
+
     /// An `O_PATH` fd on node `node`'s object: the pinned one once removed, else opened by
     /// name and checked to be this node's (the name may be changing under us), retrying with
     /// the node's updated location.
@@ -405,10 +436,20 @@ impl Union {
                 gid: s.st_gid,
                 perm: s.st_mode & 0o7777,
             });
+        // A chown clears the setid bits of a non-directory whoever makes it (`chown_common`,
+        // fs/open.c); a real chown of the layer's file would, so the recorded one does too.
+        let chown = uid.is_some() || gid.is_some();
+        let perm = match mode {
+            Some(m) => m & 0o7777,
+            None if chown && FileType::from_raw_mode(s.st_mode) != FileType::Directory => {
+                cur.perm & !setid_bits(cur.perm)
+            }
+            None => cur.perm,
+        };
         let new = super::override_stat::Override {
             uid: uid.unwrap_or(cur.uid),
             gid: gid.unwrap_or(cur.gid),
-            perm: mode.map(|m| m & 0o7777).unwrap_or(cur.perm),
+            perm,
         };
         self.write_override_at(path, new, follow)
     }

@@ -33,7 +33,7 @@ use parking_lot::{Mutex, RwLock};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 
-pub use attr::{Attr, SetAttr};
+pub use attr::{setid_bits, Attr, SetAttr};
 pub use dir::NewKind;
 pub use listing::{DirEntry, DirStream, Listing};
 pub use provenance::{Change, DiffCounts, Provenance, State, VIRTUAL_PREFIX};
