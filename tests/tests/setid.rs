@@ -1,9 +1,10 @@
 //! Setuid and setgid bits on write, truncate and chown, as the kernel clears them for a local
-//! filesystem: a write or truncate by a caller without CAP_FSETID clears setuid, and setgid
-//! when the group may execute; root's keep them; a chown clears them on files, not
-//! directories. With FUSE_HANDLE_KILLPRIV_V2 the daemon does this (fs/src/fuse/killpriv.rs),
-//! so every path is covered: small files (WRITE requests), large ones (passthrough writes as
-//! root), copy-up from a lower layer, and ownership recorded in xattrs.
+//! filesystem: a write or truncate by a caller without CAP_FSETID in the initial user
+//! namespace (a plain user, or root in a user namespace) clears setuid, and setgid when the
+//! group may execute; root's keep them; a chown clears them on files, not directories. With
+//! FUSE_HANDLE_KILLPRIV_V2 the daemon does this (fs/src/fuse/killpriv.rs), so every path is
+//! covered: small files (WRITE requests), large ones (passthrough writes as root), copy-up
+//! from a lower layer, ownership recorded in xattrs, and a rootless mount.
 
 use std::process::Command;
 
@@ -18,37 +19,58 @@ for s in small big; do
   user truncate -s 5 "$M/$s.user_trunc"
   sh -c "echo x >> '$M/$s.root_write'"
   truncate -s 5 "$M/$s.root_trunc"
+  unshare -Ur sh -c "echo x >> '$M/$s.ns_write'"
+  unshare -Ur truncate -s 5 "$M/$s.ns_trunc"
 done
 chown "$U:$U" "$M/chown" "$M/chown_sgid_noexec" "$M/chown_dir"
 cd "$M" && stat -c '%n %a' * | sort
 "#;
 
-/// The files, all in the lower layer: mode 6777 for the writers, then the chown cases.
-fn populate(fx: &Fixture) {
+/// The files, all in the lower layer, with their modes: 6777 for the writers, then the
+/// chown cases. Owned by `owner` (chown first: it would clear the bits).
+fn populate(fx: &Fixture, owner: Option<(u32, u32)>) {
     chmod(fx.root(), 0o755);
     chmod(fx.lower(0), 0o755);
+    let mut files = Vec::new();
     for (s, len) in [("small", 10), ("big", 200_000)] {
-        for op in ["user_write", "user_trunc", "root_write", "root_trunc"] {
-            let p = fx.l(0, &format!("{s}.{op}"));
-            write(&p, vec![b'a'; len]);
-            chmod(&p, 0o6777);
+        for op in [
+            "user_write",
+            "user_trunc",
+            "root_write",
+            "root_trunc",
+            "ns_write",
+            "ns_trunc",
+        ] {
+            let name = format!("{s}.{op}");
+            write(fx.l(0, &name), vec![b'a'; len]);
+            files.push((name, 0o6777));
         }
     }
     write(fx.l(0, "chown"), "x");
-    chmod(fx.l(0, "chown"), 0o6755);
+    files.push(("chown".into(), 0o6755));
     write(fx.l(0, "chown_sgid_noexec"), "x");
-    chmod(fx.l(0, "chown_sgid_noexec"), 0o2745);
+    files.push(("chown_sgid_noexec".into(), 0o2745));
     mkdirs(fx.l(0, "chown_dir"));
-    chmod(fx.l(0, "chown_dir"), 0o6755);
+    files.push(("chown_dir".into(), 0o6755));
+    for (name, mode) in files {
+        if let Some((uid, gid)) = owner {
+            lchown(fx.l(0, &name), uid, gid);
+        }
+        chmod(fx.l(0, &name), mode);
+    }
 }
 
-const WANT: &str = "big.root_trunc 6777
+const WANT: &str = "big.ns_trunc 777
+big.ns_write 777
+big.root_trunc 6777
 big.root_write 6777
 big.user_trunc 777
 big.user_write 777
 chown 755
 chown_dir 6755
 chown_sgid_noexec 2745
+small.ns_trunc 777
+small.ns_write 777
 small.root_trunc 6777
 small.root_write 6777
 small.user_trunc 777
@@ -71,7 +93,7 @@ fn check_strata(opts: &[&str]) {
     let (uid, _) = unpriv_ids().expect("unprivileged user");
     let mut fx = Fixture::new(1);
     fx.opts = opts.iter().map(|o| o.to_string()).collect();
-    populate(&fx);
+    populate(&fx, None);
     chmod(&fx.upper, 0o755);
     fx.mount();
     let got = run(&fx.mnt, uid);
@@ -103,7 +125,7 @@ fn priv_setid_expectation_is_kernel_overlayfs_behaviour() {
     }
     let (uid, _) = unpriv_ids().expect("unprivileged user");
     let fx = Fixture::new(1);
-    populate(&fx);
+    populate(&fx, None);
     chmod(&fx.upper, 0o755);
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -122,4 +144,64 @@ fn priv_setid_expectation_is_kernel_overlayfs_behaviour() {
     unmount_patiently(&fx.mnt).unwrap();
     guard.disarm();
     assert_eq!(got, WANT, "kernel overlayfs");
+}
+
+/// Rootless, every caller is in a user namespace, where even its root lacks CAP_FSETID in the
+/// initial one, which is what the kernel asks (`setattr_should_drop_suidgid`, fs/attr.c): the
+/// bits go on every write and truncate, as on a local filesystem.
+const ROOTLESS: &str = r#"
+set -e
+B="$1"; L="$2"; U="$3"; W="$4"; M="$5"
+"$B" -o "lowerdir=$L,upperdir=$U,workdir=$W" "$M"
+for s in small big; do
+  sh -c "echo x >> '$M/$s.root_write'"
+  truncate -s 5 "$M/$s.root_trunc"
+done
+chown 0:0 "$M/chown"
+(cd "$M" && stat -c '%n %a' *.root_* chown | sort)
+umount "$M"
+"#;
+
+#[test]
+fn priv_setid_bits_rootless() {
+    if !require_all(&[Need::Root, Need::Fuse, Need::UnprivUser]) {
+        return;
+    }
+    let (uid, gid) = unpriv_ids().expect("unprivileged user");
+    let fx = Fixture::new(1);
+    populate(&fx, Some((uid, gid)));
+    for d in [fx.lower(0), &fx.upper, &fx.work, &fx.mnt] {
+        lchown(d, uid, gid);
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .args([
+            "--clear-groups",
+            "unshare",
+            "-Urm",
+            "sh",
+            "-c",
+            ROOTLESS,
+            "sh",
+        ])
+        .arg(mount_program())
+        .arg(fx.lower(0))
+        .arg(&fx.upper)
+        .arg(&fx.work)
+        .arg(&fx.mnt);
+    let out = run_timeout(&mut cmd, MOUNT_TIMEOUT);
+    let _leftover = MountGuard::new(&fx.mnt);
+    assert!(
+        out.status.success(),
+        "rootless script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = "big.root_trunc 777
+big.root_write 777
+chown 755
+small.root_trunc 777
+small.root_write 777
+";
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
 }

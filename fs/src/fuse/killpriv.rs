@@ -13,11 +13,15 @@
 //!   file does that in the host kernel, and the recorded owner of `xattr_permissions` does it
 //!   in `Union::setattr`.
 //! - A truncate carries FATTR_KILL_SUIDGID when the caller lacks CAP_FSETID, which fuser does
-//!   not pass on: the daemon asks the caller's effective capabilities itself, only for a file
-//!   that has one of the bits.
+//!   not pass on: the daemon asks about the caller's capabilities itself, only for a file that
+//!   has one of the bits.
 //! - A passthrough write (`backing_file_write_iter`) calls `file_remove_privs` on the FUSE
 //!   file; when that finds bits to kill, `fuse_setattr` strips the kill and its mode and sends a
 //!   SETATTR that sets nothing. That bare SETATTR is the request to kill them.
+//!
+//! "Has CAP_FSETID" means in the initial user namespace, for FUSE as for a local filesystem
+//! (`capable()` in `setattr_should_drop_suidgid`, fs/attr.c): a container's root in a user
+//! namespace loses the bits of the files it writes.
 
 use std::fs;
 
@@ -30,36 +34,56 @@ use crate::union::{setid_bits, Union};
 /// CAP_FSETID, linux/capability.h.
 const CAP_FSETID: u32 = 4;
 
-/// Whether the process that sent request `req` has CAP_FSETID in its effective set, the test
-/// the kernel applies to a local filesystem (`should_remove_suid`, fs/inode.c). Its
-/// `/proc/PID/status` says; when the process is gone or not visible (pid 0, another pid
-/// namespace), the caller's uid decides (root keeps the bits).
+/// What `/proc/PID/ns/user` reads for the initial user namespace (PROC_USER_INIT_INO,
+/// include/linux/proc_ns.h).
+const INIT_USER_NS: &str = "user:[4026531837]";
+
+/// Whether the process that sent `req` has CAP_FSETID in the initial user namespace: that
+/// capability in its effective set (`/proc/PID/status`), and that namespace as its own. The
+/// pid is in the daemon's pid namespace, the one its `/proc` shows. When the process is gone
+/// or hidden, the caller's uid decides: root in the initial namespace keeps the bits.
 fn caller_has_fsetid(req: &Request) -> bool {
-    let status = fs::read_to_string(format!("/proc/{}/status", req.pid()));
+    let pid = req.pid();
+    let ns = |p: String| {
+        fs::read_link(p)
+            .ok()
+            .map(|l| l == std::path::Path::new(INIT_USER_NS))
+    };
+    let status = fs::read_to_string(format!("/proc/{pid}/status"));
     let eff = status.ok().and_then(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("CapEff:"))
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
     });
-    match eff {
-        Some(caps) => caps & (1 << CAP_FSETID) != 0,
-        None => req.uid() == 0,
+    match (eff, ns(format!("/proc/{pid}/ns/user"))) {
+        (Some(caps), Some(init)) => init && caps & (1 << CAP_FSETID) != 0,
+        _ => req.uid() == 0 && ns("/proc/self/ns/user".into()) == Some(true),
     }
 }
 
-/// The mode a SETATTR must also set when it truncates regular file `ino` (or sets nothing,
-/// see the module comment) for a caller without CAP_FSETID while the file has setid bits:
-/// its mode without them. `None` when nothing is to be killed.
-pub(super) fn mode_after_kill(
+/// Regular file `ino`'s mode without its setid bits, if it has any (read through handle `fh`
+/// when given). `None` when there is nothing to kill.
+fn mode_without_setid(u: &Union, ino: u64, fh: Option<u64>) -> Result<Option<u32>> {
+    let a = u.getattr(ino, fh)?;
+    let kill = setid_bits(a.mode);
+    if a.kind() != FileType::RegularFile || kill == 0 {
+        return Ok(None);
+    }
+    Ok(Some(a.mode & 0o7777 & !kill))
+}
+
+/// For a WRITE that carries FUSE_WRITE_KILL_SUIDGID: the mode to set first, if any.
+pub(super) fn mode_for_write(u: &Union, ino: u64, fh: u64) -> Result<Option<u32>> {
+    mode_without_setid(u, ino, Some(fh))
+}
+
+/// For a truncate, or the bare SETATTR of the module comment: the mode to set with it, if the
+/// file has setid bits and the caller of `req` lacks CAP_FSETID.
+pub(super) fn mode_for_setattr(
     u: &Union,
     req: &Request,
     ino: u64,
     fh: Option<u64>,
 ) -> Result<Option<u32>> {
-    let a = u.getattr(ino, fh)?;
-    let kill = setid_bits(a.mode);
-    if a.kind() != FileType::RegularFile || kill == 0 || caller_has_fsetid(req) {
-        return Ok(None);
-    }
-    Ok(Some(a.mode & 0o7777 & !kill))
+    Ok(mode_without_setid(u, ino, fh)?.filter(|_| !caller_has_fsetid(req)))
 }

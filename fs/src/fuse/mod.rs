@@ -182,7 +182,7 @@ impl Filesystem for StrataFs {
             && ctime.is_none();
         let mut mode = mode;
         if self.killpriv && mode.is_none() && (size.is_some() || nothing) {
-            match killpriv::mode_after_kill(&self.u, req, ino.0, fh.map(|f| f.0)) {
+            match killpriv::mode_for_setattr(&self.u, req, ino.0, fh.map(|f| f.0)) {
                 Ok(m) => mode = m,
                 Err(e) => return reply.error(err(e)),
             }
@@ -388,7 +388,15 @@ impl Filesystem for StrataFs {
     ) {
         // The caller lacks CAP_FSETID (killpriv.rs); a file without setid bits costs an fstat.
         if self.killpriv && wf.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-            if let Err(e) = self.u.drop_setid(ctx(req), ino.0, Some(fh.0)) {
+            let kill = killpriv::mode_for_write(&self.u, ino.0, fh.0).and_then(|m| {
+                let Some(mode) = m else { return Ok(()) };
+                let set = SetAttr {
+                    mode: Some(mode),
+                    ..SetAttr::default()
+                };
+                self.u.setattr(ctx(req), ino.0, Some(fh.0), set).map(drop)
+            });
+            if let Err(e) = kill {
                 return reply.error(err(e));
             }
         }

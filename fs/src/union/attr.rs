@@ -360,23 +360,6 @@ impl Union {
         Ok(self.attr_of(&node, &s, st.layers.len()))
     }
 
-    /// Clears the [`setid_bits`] of regular file `ino`, through handle `fh` when given: the
-    /// daemon's part of FUSE_HANDLE_KILLPRIV_V2, whose kernel no longer clears them itself on
-    /// write and truncate (the daemon writes as root, so the layer's filesystem would not
-    /// either). Returns the new attributes if anything changed.
-    pub fn drop_setid(&self, ctx: Ctx, ino: Ino, fh: Option<u64>) -> Result<Option<Attr>> {
-        let a = self.getattr(ino, fh)?;
-        let kill = setid_bits(a.mode);
-        if a.kind() != FileType::RegularFile || kill == 0 {
-            return Ok(None);
-        }
-        let set = SetAttr {
-            mode: Some(a.mode & 0o7777 & !kill),
-            ..SetAttr::default()
-        };
-        self.setattr(ctx, ino, fh, set).map(Some)
-    }
-
     /// An `O_PATH` fd on node `node`'s object: the pinned one once removed, else opened by
     /// name and checked to be this node's (the name may be changing under us), retrying with
     /// the node's updated location.
