@@ -29,6 +29,7 @@ pub mod oci;
 pub mod reference;
 mod snapshot;
 pub mod store;
+pub mod trace;
 
 pub use fsutil::*;
 pub use snapshot::*;

@@ -1,10 +1,11 @@
 //! Setuid and setgid bits on write, truncate and chown, as the kernel clears them for a local
 //! filesystem: a write or truncate by a caller without CAP_FSETID in the initial user
 //! namespace (a plain user, or root in a user namespace) clears setuid, and setgid when the
-//! group may execute; root's keep them; a chown clears them on files, not directories. With
-//! FUSE_HANDLE_KILLPRIV_V2 the daemon does this (fs/src/fuse/killpriv.rs), so every path is
-//! covered: small files (WRITE requests), large ones (passthrough writes as root), copy-up
-//! from a lower layer, ownership recorded in xattrs, and a rootless mount.
+//! group may execute; root's keep them; a chown clears them on files, not directories, even
+//! root's `chown(f, -1, -1)`. With FUSE_HANDLE_KILLPRIV_V2 the daemon does this
+//! (fs/src/fuse/killpriv.rs), so every path is covered: small files (WRITE requests), large
+//! ones (passthrough writes as root), copy-up from a lower layer, ownership recorded in
+//! xattrs, and a rootless mount.
 
 use std::process::Command;
 
@@ -23,6 +24,7 @@ for s in small big; do
   unshare -Ur truncate -s 5 "$M/$s.ns_trunc"
 done
 chown "$U:$U" "$M/chown" "$M/chown_sgid_noexec" "$M/chown_dir"
+perl -e 'chown(-1, -1, $ARGV[0]) or die "chown: $!"' "$M/chown_none"
 cd "$M" && stat -c '%n %a' * | sort
 "#;
 
@@ -48,6 +50,8 @@ fn populate(fx: &Fixture, owner: Option<(u32, u32)>) {
     }
     write(fx.l(0, "chown"), "x");
     files.push(("chown".into(), 0o6755));
+    write(fx.l(0, "chown_none"), "x");
+    files.push(("chown_none".into(), 0o6755));
     write(fx.l(0, "chown_sgid_noexec"), "x");
     files.push(("chown_sgid_noexec".into(), 0o2745));
     mkdirs(fx.l(0, "chown_dir"));
@@ -68,6 +72,7 @@ big.user_trunc 777
 big.user_write 777
 chown 755
 chown_dir 6755
+chown_none 755
 chown_sgid_noexec 2745
 small.ns_trunc 777
 small.ns_write 777

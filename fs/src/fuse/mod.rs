@@ -182,8 +182,10 @@ impl Filesystem for StrataFs {
             && ctime.is_none();
         let mut mode = mode;
         if self.killpriv && mode.is_none() && (size.is_some() || nothing) {
-            match killpriv::mode_for_setattr(&self.u, req, ino.0, fh.map(|f| f.0)) {
-                Ok(m) => mode = m,
+            // A bare SETATTR is the kernel's decision to kill; a truncate's is in a bit fuser
+            // does not pass, so the caller is asked (killpriv.rs).
+            match killpriv::mode_without_setid(&self.u, ino.0, fh.map(|f| f.0)) {
+                Ok(m) => mode = m.filter(|_| nothing || !killpriv::caller_has_fsetid(req)),
                 Err(e) => return reply.error(err(e)),
             }
         }
@@ -388,7 +390,7 @@ impl Filesystem for StrataFs {
     ) {
         // The caller lacks CAP_FSETID (killpriv.rs); a file without setid bits costs an fstat.
         if self.killpriv && wf.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-            let kill = killpriv::mode_for_write(&self.u, ino.0, fh.0).and_then(|m| {
+            let kill = killpriv::mode_without_setid(&self.u, ino.0, Some(fh.0)).and_then(|m| {
                 let Some(mode) = m else { return Ok(()) };
                 let set = SetAttr {
                     mode: Some(mode),
