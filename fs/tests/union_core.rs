@@ -609,3 +609,42 @@ fn above_max_inodes_nodes_are_offered_back_and_the_root_never() {
     // Offered inodes come back by lookup as they were.
     assert_eq!(read_all(&u, lookup(&u, "f123").unwrap()), "x");
 }
+
+/// `shadows` names the lower objects an entry keeps out of the union, not those a layer in
+/// between deleted: a whiteout or an opaque parent in a middle layer removed them first.
+#[test]
+fn shadows_stop_at_what_a_middle_layer_deleted() {
+    let t = Layers::new(3);
+    // Stack ids: upper 0, l0 1, l1 2, l2 3.
+    for f in ["a", "d/x", "k", "p", "q/z"] {
+        write(&t.lower(2).join(f), "bottom");
+    }
+    write(&t.lower(1).join(".wh.a"), "");
+    write(&t.lower(1).join("d/.wh..wh..opq"), "");
+    write(&t.lower(1).join("d/y"), "middle");
+    write(&t.lower(1).join("k"), "middle");
+    write(&t.lower(1).join("q"), "a file where l2 has a directory");
+    write(&t.lower(0).join("p"), "top");
+    for f in ["a", "d/x", "k", "q/z"] {
+        write(&t.upper().join(f), "upper");
+    }
+    let u = t.union(3, "");
+    let shadows = |p: &str| u.provenance(lookup(&u, p).unwrap()).unwrap().shadows;
+    assert_eq!(
+        shadows("a"),
+        Vec::<u16>::new(),
+        "l2's a was whited out by l1"
+    );
+    assert_eq!(
+        shadows("d/x"),
+        Vec::<u16>::new(),
+        "l1's opaque d hid l2's d/x"
+    );
+    assert_eq!(
+        shadows("q/z"),
+        Vec::<u16>::new(),
+        "l1's file q replaced l2's q/"
+    );
+    assert_eq!(shadows("k"), vec![2, 3]);
+    assert_eq!(shadows("p"), vec![3]);
+}

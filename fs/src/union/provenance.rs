@@ -86,7 +86,8 @@ pub struct Provenance {
     /// How it got there.
     pub state: State,
     /// Lower layers that hold an object at the same path which this entry hides, top first.
-    /// The lower directories a merged directory shows are not hidden and not listed.
+    /// The lower directories a merged directory shows are not hidden and not listed, nor are
+    /// objects a layer in between deleted (a whiteout, an opaque or replaced ancestor).
     pub shadows: Vec<LayerId>,
 }
 
@@ -436,6 +437,61 @@ impl Union {
         Ok(c)
     }
 
+    /// True when layer `m` removes union path `rel` from the layers below it: a whiteout at
+    /// `rel` (either format), or an ancestor of `rel` that is a whiteout, not a directory, or
+    /// an opaque directory. Reached without following symlinks.
+    fn layer_removes(&self, m: LayerId, rel: &[u8]) -> bool {
+        let parts: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
+        let mut dir: Vec<u8> = b".".to_vec();
+        for (i, name) in parts.iter().enumerate() {
+            let Ok(dfd) = self.open_rel(m, &dir, OFlags::PATH) else {
+                return false;
+            };
+            let name = OsStr::from_bytes(name);
+            if Self::has_wh(&dfd, name) {
+                return true;
+            }
+            let st = match rfs::statat(&dfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(_) => return false,
+            };
+            if whiteout::is_char_whiteout(&st) {
+                return true;
+            }
+            if i + 1 == parts.len() {
+                return false;
+            }
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory
+                || self.is_opaque_dir(&dfd, name)
+            {
+                return true;
+            }
+            dir = join_rel(&dir, name.as_bytes());
+        }
+        false
+    }
+
+    /// The layers below `entry[0]` whose object at union path `rel` the entry (made of the
+    /// layers `entry`) keeps out of the union. An object that a layer between them removed (a
+    /// whiteout, an opaque or replaced ancestor) was deleted there, not shadowed by the entry;
+    /// what the entry's own layers do (an opaque parent, a `.wh.` marker) is the entry's.
+    fn shadowed(&self, rel: &[u8], entry: &[LayerId]) -> Vec<LayerId> {
+        let n = self.stack.layers.len() as LayerId;
+        let mut out = Vec::new();
+        for l in entry[0] + 1..n {
+            if entry.contains(&l) {
+                continue;
+            }
+            if self.layer_has(l, rel) {
+                out.push(l);
+            }
+            if self.layer_removes(l, rel) {
+                break;
+            }
+        }
+        out
+    }
+
     /// True when layer `l` holds an object (not a whiteout) at union path `rel`, reached
     /// without following symlinks.
     fn layer_has(&self, l: LayerId, rel: &[u8]) -> bool {
@@ -492,10 +548,7 @@ impl Union {
         name: &OsStr,
     ) -> Provenance {
         let top = layers[0];
-        let n = self.stack.layers.len() as LayerId;
-        let shadows = (top + 1..n)
-            .filter(|l| !layers.contains(l) && self.layer_has(*l, rel))
-            .collect();
+        let shadows = self.shadowed(rel, layers);
         let state = if kind == FileType::Directory && self.is_opaque_dir(dfd, name) {
             State::Opaque
         } else if !self.is_upper(top) {
