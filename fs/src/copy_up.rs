@@ -61,7 +61,7 @@ pub(crate) fn copy_up(u: &Union, node: &Arc<Node>, meta: bool) -> Result<()> {
     // of the copy, so the link survives copy-up and remount (kernel overlayfs needs index=on).
     let aliases = if src.st_nlink > 1 && FileType::from_raw_mode(src.st_mode) != FileType::Directory
     {
-        u.lower_aliases(src_layer, src.st_ino, &rel)
+        u.lower_aliases(src_layer, (src.st_dev, src.st_ino), &rel)
     } else {
         Vec::new()
     };

@@ -67,6 +67,77 @@ fn priv_links_outside_the_layer_are_not_counted() {
     assert_eq!(read_str(fx.m("solo")), "1");
 }
 
+/// A layer directory may hold mount points, and inode numbers repeat across filesystems: two
+/// tmpfs with the same history number their files alike (per-superblock counters, mm/shmem.c),
+/// so the link index must tell them apart by device. Mounts inside a lower are seen only
+/// where lowers are not opened as private clones (which, like kernel overlayfs's, leave
+/// submounts out): by a plain user without a user namespace, mounting through fusermount3.
+#[test]
+fn priv_links_in_a_mount_inside_a_layer_are_counted_apart() {
+    if !require_all(&[Need::Root, Need::Fuse, Need::UnprivUser]) {
+        return;
+    }
+    let (uid, gid) = unpriv_ids().expect("unprivileged user");
+    let fx = Fixture::new(1);
+    chmod(fx.root(), 0o755);
+    for d in [&fx.upper, &fx.work, &fx.mnt] {
+        lchown(d, uid, gid);
+    }
+    let tmpfs = |p: &Path| {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "mode=755", "tmpfs"])
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs on {}", p.display());
+        MountGuard::new(p)
+    };
+    let low = fx.lower(0).to_path_buf();
+    let _outer = tmpfs(&low);
+    let populate = |d: &Path| {
+        write(d.join("x"), "x");
+        fs::hard_link(d.join("x"), d.join("y")).unwrap();
+    };
+    populate(&low);
+    mkdirs(low.join("n"));
+    let _inner = tmpfs(&low.join("n"));
+    populate(&low.join("n"));
+    let (a, b) = (lstat(low.join("x")), lstat(low.join("n/x")));
+    assert_eq!(
+        a.ino(),
+        b.ino(),
+        "the premise: equal inode numbers on two devices"
+    );
+    assert_ne!(a.dev(), b.dev());
+    let as_user = |args: &[&std::ffi::OsStr]| {
+        let mut c = std::process::Command::new("setpriv");
+        c.arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .arg("--clear-groups")
+            .args(args);
+        let out = run_timeout(&mut c, MOUNT_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let opts = fx.option_string();
+    as_user(&[
+        mount_program().as_os_str(),
+        "-o".as_ref(),
+        opts.as_ref(),
+        fx.mnt.as_os_str(),
+    ]);
+    let _mounted = MountGuard::new(&fx.mnt);
+    let names: Vec<_> = ["x", "y", "n/x", "n/y"].iter().map(|f| fx.m(f)).collect();
+    let mut args: Vec<&std::ffi::OsStr> = vec!["stat".as_ref(), "-c".as_ref(), "%h".as_ref()];
+    args.extend(names.iter().map(|p| p.as_os_str()));
+    assert_eq!(as_user(&args), "2\n2\n2\n2\n");
+    as_user(&["fusermount3".as_ref(), "-u".as_ref(), fx.mnt.as_os_str()]);
+}
+
 #[test]
 fn priv_new_hard_links_have_correct_nlink() {
     if !require_mount() {

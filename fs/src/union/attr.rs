@@ -112,7 +112,9 @@ impl Union {
             1
         } else if kind != FileType::Directory && st.st_nlink > 1 && !unlinked && !self.cfg.diff {
             match node.st.read().layers.first() {
-                Some(&l) if !self.is_upper(l) => self.lower_nlink(l, st.st_ino, st.st_nlink),
+                Some(&l) if !self.is_upper(l) => {
+                    self.lower_nlink(l, (st.st_dev, st.st_ino), st.st_nlink)
+                }
                 _ => st.st_nlink as u32,
             }
         } else {

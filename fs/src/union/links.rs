@@ -15,8 +15,10 @@ use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode, OFlags};
 use super::Union;
 use crate::layer::LayerId;
 
-/// inode → union paths (relative to the root) of files with more than one link.
-pub(crate) type Links = HashMap<u64, Vec<Vec<u8>>>;
+/// (device, inode) → union paths (relative to the root) of files with more than one link.
+/// The device too: a layer directory can hold mount points, and inode numbers repeat across
+/// filesystems.
+pub(crate) type Links = HashMap<(u64, u64), Vec<Vec<u8>>>;
 
 /// A layer's link index, and whether its walk saw the whole layer.
 #[derive(Debug, Default)]
@@ -61,40 +63,39 @@ impl Union {
         map
     }
 
-    /// The number of union names of the file with inode `st_ino` (and `nlink` links) in lower
-    /// layer `l`.
-    pub(crate) fn lower_nlink(&self, l: LayerId, st_ino: u64, nlink: u64) -> u32 {
+    /// The number of union names of the file `id` (device, inode; with `nlink` links) in
+    /// lower layer `l`.
+    pub(crate) fn lower_nlink(&self, l: LayerId, id: (u64, u64), nlink: u64) -> u32 {
         if nlink <= 1 {
             return nlink as u32;
         }
         let index = self.layer_links(l);
-        let Some(paths) = index.paths.get(&st_ino) else {
+        let Some(paths) = index.paths.get(&id) else {
             // Its only name in the layer is the one being looked at (see `layer_links`), if
             // the walk saw the whole layer; else what the layer says.
             return if index.complete { 1 } else { nlink as u32 };
         };
-        let visible = paths
-            .iter()
-            .filter(|p| self.still_shows(p, l, st_ino))
-            .count();
+        let visible = paths.iter().filter(|p| self.still_shows(p, l, id)).count();
         visible as u32
     }
 
-    /// True when union path `p` still shows the lower file `st_ino` of layer `l`.
-    fn still_shows(&self, p: &[u8], l: LayerId, st_ino: u64) -> bool {
-        matches!(self.resolve_path(p), Ok(Some(f)) if f.layers[0] == l && f.st.st_ino == st_ino)
+    /// True when union path `p` still shows the lower file `id` (device, inode) of layer `l`.
+    fn still_shows(&self, p: &[u8], l: LayerId, id: (u64, u64)) -> bool {
+        matches!(self.resolve_path(p),
+            Ok(Some(f)) if f.layers[0] == l && (f.st.st_dev, f.st.st_ino) == id)
     }
 
-    /// Other union paths of the lower file `st_ino` in layer `l` that still show it.
-    pub(crate) fn lower_aliases(&self, l: LayerId, st_ino: u64, except: &[u8]) -> Vec<Vec<u8>> {
+    /// Other union paths of the lower file `id` (device, inode) in layer `l` that still show
+    /// it.
+    pub(crate) fn lower_aliases(&self, l: LayerId, id: (u64, u64), except: &[u8]) -> Vec<Vec<u8>> {
         let index = self.layer_links(l);
-        let Some(paths) = index.paths.get(&st_ino) else {
+        let Some(paths) = index.paths.get(&id) else {
             return Vec::new();
         };
         paths
             .iter()
             .filter(|p| p.as_slice() != except)
-            .filter(|p| self.still_shows(p, l, st_ino))
+            .filter(|p| self.still_shows(p, l, id))
             .cloned()
             .collect()
     }
@@ -135,7 +136,11 @@ fn walk(dir: &std::os::fd::OwnedFd, prefix: &[u8], map: &mut LayerLinks, depth: 
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                     subdirs.push((name.to_vec(), path))
                 }
-                Ok(st) if st.st_nlink > 1 => map.paths.entry(st.st_ino).or_default().push(path),
+                Ok(st) if st.st_nlink > 1 => map
+                    .paths
+                    .entry((st.st_dev, st.st_ino))
+                    .or_default()
+                    .push(path),
                 Ok(_) => {}
                 Err(_) => map.complete = false,
             },
