@@ -141,7 +141,7 @@ pub(crate) fn complete_metacopy(u: &Union, node: &Arc<Node>) -> Result<()> {
         return Ok(());
     };
     if st.unlinked {
-        return Err(Error::new("copy-up of removed file", Errno::NOENT));
+        return complete_removed_metacopy(u, node);
     }
     let work = u.work()?;
     let up_dir = u.parent_fd(&st, UPPER)?;
@@ -390,6 +390,33 @@ fn open_data(dir: &OwnedFd, name: &OsStr, noatime: bool) -> rustix::io::Result<O
         Err(Errno::PERM) if noatime => rfs::openat(dir, name, fl - OFlags::NOATIME, Mode::empty()),
         r => r,
     }
+}
+
+/// [`complete_metacopy`] of a removed file (reopened through /proc/PID/fd, or linked back):
+/// its data is copied into the object itself, through the pinned fds. Nothing can see a
+/// half-made copy, and a crash takes the unnamed object with it, so no rename is needed.
+fn complete_removed_metacopy(u: &Union, node: &Arc<Node>) -> Result<()> {
+    let p = node.pinned_fd("copy-up")?;
+    let Some(data) = &p.data else {
+        return Err(Error::new(
+            "copy-up: metacopy data of removed file",
+            Errno::NOENT,
+        ));
+    };
+    let from = Union::reopen(data, OFlags::RDONLY)?;
+    let to = Union::reopen(&p, OFlags::RDWR)?;
+    let size = rfs::fstat(&to).op("copy-up: stat")?.st_size as u64;
+    copy_data(&from, &to, size)?;
+    match rfs::fremovexattr(&to, u.metacopy_xattr.as_str()) {
+        Ok(()) | Err(Errno::NODATA) => {}
+        Err(e) => return Err(Error::new("copy-up: clear metacopy mark", e)),
+    }
+    if !u.cfg.volatile {
+        rfs::fsync(&to).op("copy-up: fsync")?;
+    }
+    node.st.write().data = None;
+    *node.xattr_names.lock() = None;
+    Ok(())
 }
 
 /// Creates the temp file `tmp` in `work` that a copy is made in.

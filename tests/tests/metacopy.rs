@@ -232,3 +232,38 @@ fn priv_metacopy_in_a_lower_layer_reads_and_copies_up_its_data() {
         0o640
     );
 }
+
+/// A removed metacopy keeps its data: reopened through /proc/PID/fd it reads the lower data
+/// (its own object has none), and a writer completes the copy in the object itself.
+#[test]
+fn priv_removed_metacopy_reopened_reads_and_writes_its_data() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    if !require_mount() {
+        return;
+    }
+    let mut fx = fixture();
+    fs::set_permissions(fx.m("f"), fs::Permissions::from_mode(0o600)).unwrap();
+    // O_PATH: it holds the inode without an open file, whose reads through passthrough of
+    // the lower object would make a writer wait (ETXTBSY, see fs/src/fuse/passthrough.rs).
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(fx.m("f"))
+        .unwrap();
+    fs::remove_file(fx.m("f")).unwrap();
+    let again = format!("/proc/self/fd/{}", held.as_raw_fd());
+    assert!(
+        read(&again) == data(),
+        "a reopened removed metacopy reads zeros"
+    );
+    let w = fs::OpenOptions::new().write(true).open(&again).unwrap();
+    w.write_all_at(b"XY", 0).unwrap();
+    drop(w);
+    let mut want = data();
+    want[..2].copy_from_slice(b"XY");
+    assert!(read(&again) == want, "written removed metacopy");
+    drop(held);
+    assert_lower_intact(&fx);
+    fx.umount();
+}

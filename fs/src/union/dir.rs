@@ -246,7 +246,8 @@ impl Union {
         let updir = self.dir_fd(parent, UPPER)?;
         let slot = self.slot(&updir, name)?;
         let (src_dir, src_name): (std::sync::Arc<OwnedFd>, OsString) = if st.unlinked {
-            (node.pinned_fd("link")?, OsString::new())
+            let fd = node.pinned_fd("link")?.try_clone().op("dup")?;
+            (std::sync::Arc::new(fd), OsString::new())
         } else {
             (self.parent_fd(&st, UPPER)?, st.name.clone())
         };
@@ -385,13 +386,16 @@ impl Union {
         if st.parent != parent || st.name != name {
             return;
         }
-        if let Ok(fd) = rfs::openat(
-            &f.dirfd,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            *node.pinned.lock() = Some(std::sync::Arc::new(fd));
+        let path = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if let Ok(fd) = rfs::openat(&f.dirfd, name, path, Mode::empty()) {
+            // A metacopy's data stays at the same path of its lower layer, which is not
+            // reachable by name once the entry is gone: reopening the removed file (through
+            // /proc/PID/fd) reads it from this fd.
+            let data = f.data.and_then(|l| {
+                let dir = self.dir_fd(parent, l).ok()?;
+                rfs::openat(&*dir, name, path, Mode::empty()).ok()
+            });
+            *node.pinned.lock() = Some(std::sync::Arc::new(super::Pinned { fd, data }));
         }
         st.unlinked = true;
     }

@@ -63,7 +63,11 @@ impl Union {
         let upper = self.is_upper(l);
         let fd = if st.unlinked {
             let p = node.pinned_fd("open")?;
-            Self::reopen(&p, keep)?
+            match (&p.data, st.data) {
+                // A removed metacopy is read from its data (a writer completed it above).
+                (Some(data), Some(_)) => Self::reopen(data, keep)?,
+                _ => Self::reopen(&p, keep)?,
+            }
         } else {
             let dfd = self.parent_fd(&st, l)?;
             let mut fl = keep | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -112,7 +116,7 @@ impl Union {
     }
 
     /// Opens the object behind an `O_PATH` fd (a removed node's pin) with `flags`.
-    fn reopen(pinned: &OwnedFd, flags: OFlags) -> Result<OwnedFd> {
+    pub(crate) fn reopen(pinned: &OwnedFd, flags: OFlags) -> Result<OwnedFd> {
         let path = Self::proc_path(pinned, OsStr::new("."));
         rfs::open(
             OsStr::from_bytes(&path),

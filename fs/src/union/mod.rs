@@ -135,8 +135,8 @@ pub(crate) struct Node {
     pub listing_gen: AtomicU64,
     /// Serializes listing rebuilds, so two rebuilds cannot give one new name two slots.
     pub listing_build: Mutex<()>,
-    /// An `O_PATH` fd kept once the node is unlinked, so open fds and fstat keep working.
-    pub pinned: Mutex<Option<Arc<OwnedFd>>>,
+    /// `O_PATH` fds kept once the node is unlinked, so open fds and fstat keep working.
+    pub pinned: Mutex<Option<Arc<Pinned>>>,
     /// The object's xattr names, once listed: `ls -l` asks for ACL and security xattrs of
     /// every file, and most have none. Exact, because lowers never change and the upper
     /// changes only through this daemon (dropped on setxattr, removexattr and copy-up).
@@ -163,12 +163,34 @@ impl Node {
         self.st.read().data.is_some().then(|| self.copy_lock.lock())
     }
 
-    /// The pinned fd of a removed node; ENOENT (for step `op`) when there is none.
-    pub(crate) fn pinned_fd(&self, op: &'static str) -> Result<Arc<OwnedFd>> {
+    /// The pinned fds of a removed node; ENOENT (for step `op`) when there are none.
+    pub(crate) fn pinned_fd(&self, op: &'static str) -> Result<Arc<Pinned>> {
         self.pinned
             .lock()
             .clone()
             .ok_or(Error::new(op, Errno::NOENT))
+    }
+}
+
+/// What keeps a removed node's object reachable: an `O_PATH` fd on it, and for a metacopy
+/// one on its data, the lower file (the object holds none). Derefs to the object's fd.
+#[derive(Debug)]
+pub struct Pinned {
+    fd: OwnedFd,
+    /// A metacopy's data file.
+    pub data: Option<OwnedFd>,
+}
+
+impl std::ops::Deref for Pinned {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+impl AsFd for Pinned {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
