@@ -392,31 +392,66 @@ fn open_data(dir: &OwnedFd, name: &OsStr, noatime: bool) -> rustix::io::Result<O
     }
 }
 
-/// [`complete_metacopy`] of a removed file (reopened through /proc/PID/fd, or linked back):
+/// [`complete_metacopy`] of a removed file (reopened through /proc/PID/fd, or truncated):
 /// its data is copied into the object itself, through the pinned fds. Nothing can see a
-/// half-made copy, and a crash takes the unnamed object with it, so no rename is needed.
+/// half-made copy, and a crash takes the unnamed object with it, so no rename is needed; what
+/// writing into it changed besides the data (times, the setid bits and `security.capability`
+/// that a write drops) is put back.
 fn complete_removed_metacopy(u: &Union, node: &Arc<Node>) -> Result<()> {
     let p = node.pinned_fd("copy-up")?;
     let Some(data) = &p.data else {
+        return Err(Error::new("copy-up: removed metacopy's data", Errno::NOENT));
+    };
+    if node.state().layers.first() != Some(&UPPER) {
         return Err(Error::new(
-            "copy-up: metacopy data of removed file",
+            "copy-up: removed metacopy not upper",
             Errno::NOENT,
         ));
-    };
+    }
     let from = Union::reopen(data, OFlags::RDONLY)?;
     let to = Union::reopen(&p, OFlags::RDWR)?;
-    let size = rfs::fstat(&to).op("copy-up: stat")?.st_size as u64;
-    copy_data(&from, &to, size)?;
-    match rfs::fremovexattr(&to, u.metacopy_xattr.as_str()) {
-        Ok(()) | Err(Errno::NODATA) => {}
-        Err(e) => return Err(Error::new("copy-up: clear metacopy mark", e)),
+    let meta = rfs::fstat(&to).op("copy-up: stat")?;
+    let cap = xattr_value(&to, "security.capability");
+    copy_data(&from, &to, meta.st_size as u64)?;
+    // FICLONE takes the data file's size.
+    rfs::ftruncate(&to, meta.st_size as u64).op("copy-up: truncate")?;
+    // Both namespaces, as `is_metacopy` reads both.
+    for mark in [
+        "trusted.overlay.strata.metacopy",
+        "user.overlay.strata.metacopy",
+    ] {
+        match rfs::fremovexattr(&to, mark) {
+            Ok(()) | Err(Errno::NODATA) | Err(Errno::PERM) | Err(Errno::NOTSUP) => {}
+            Err(e) => return Err(Error::new("copy-up: clear metacopy mark", e)),
+        }
     }
+    if let Some(v) = cap {
+        let _ = rfs::fsetxattr(&to, "security.capability", &v, rfs::XattrFlags::empty());
+    }
+    let _ = rfs::fchmod(&to, Mode::from_raw_mode(meta.st_mode & 0o7777));
+    let ts = |sec: i64, nsec: i64| rfs::Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec as _,
+    };
+    let times = Timestamps {
+        last_access: ts(meta.st_atime, meta.st_atime_nsec as i64),
+        last_modification: ts(meta.st_mtime, meta.st_mtime_nsec as i64),
+    };
+    let _ = rfs::futimens(&to, &times);
     if !u.cfg.volatile {
         rfs::fsync(&to).op("copy-up: fsync")?;
     }
     node.st.write().data = None;
     *node.xattr_names.lock() = None;
     Ok(())
+}
+
+/// The value of xattr `name` of `fd`, if it has one.
+fn xattr_value(fd: &OwnedFd, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    let n = rfs::fgetxattr(fd, name, &mut buf[..]).ok()?;
+    buf.truncate(n);
+    Some(buf)
 }
 
 /// Creates the temp file `tmp` in `work` that a copy is made in.

@@ -257,12 +257,33 @@ fn priv_removed_metacopy_reopened_reads_and_writes_its_data() {
         read(&again) == data(),
         "a reopened removed metacopy reads zeros"
     );
+    assert!(
+        fs::metadata(&again).unwrap().blocks() > 0,
+        "shows the blocks of its data"
+    );
+    // Shrunk and grown by name (truncate(2), no open): the cut data does not come back.
+    let by_pid = format!("/proc/{}/fd/{}", std::process::id(), held.as_raw_fd());
+    let script = "truncate($ARGV[0], $ARGV[1]) && truncate($ARGV[0], $ARGV[2]) or die $!";
+    let (half, full) = ((SIZE / 2).to_string(), SIZE.to_string());
+    let ok = std::process::Command::new("perl")
+        .args(["-e", script, &by_pid, &half, &full])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "truncate(2) of the removed metacopy");
+    let mut want = data()[..SIZE / 2].to_vec();
+    want.resize(SIZE, 0);
+    assert!(read(&again) == want, "shrunk and grown removed metacopy");
+    // Opened for writing, it is completed first; then truncated and written.
     let w = fs::OpenOptions::new().write(true).open(&again).unwrap();
+    w.set_len((SIZE / 2) as u64).unwrap();
     w.write_all_at(b"XY", 0).unwrap();
     drop(w);
-    let mut want = data();
+    want.truncate(SIZE / 2);
     want[..2].copy_from_slice(b"XY");
-    assert!(read(&again) == want, "written removed metacopy");
+    assert!(
+        read(&again) == want,
+        "truncated and written removed metacopy"
+    );
     drop(held);
     assert_lower_intact(&fx);
     fx.umount();

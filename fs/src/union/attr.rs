@@ -191,7 +191,12 @@ impl Union {
         }
         if st.unlinked {
             let p = node.pinned_fd("stat removed node")?;
-            return Ok((rfs::fstat(&*p).op("fstat")?, st.layers.len()));
+            let mut s = rfs::fstat(&*p).op("fstat")?;
+            if let (Some(d), Some(_)) = (&p.data, st.data) {
+                // A removed metacopy's blocks are its data's, as a named one's are.
+                s.st_blocks = rfs::fstat(d).op("fstat")?.st_blocks;
+            }
+            return Ok((s, st.layers.len()));
         }
         let l = st.layers[0];
         if node.ino == ROOT {
@@ -265,6 +270,10 @@ impl Union {
             if !self.pinned_is_upper(&node) {
                 // A removed lower file cannot be changed: its data lives in a read-only layer.
                 return Err(Error::new("setattr of removed lower file", Errno::NOENT));
+            }
+            if set.size.is_some() && node.st.read().data.is_some() {
+                // A removed metacopy is truncated with its data, not as the empty object.
+                crate::copy_up::complete_metacopy(self, &node)?;
             }
         } else if set.size.is_some() {
             self.ensure_upper(ino)?;

@@ -382,19 +382,20 @@ impl Union {
         let Some(node) = self.nodes.get(&ino).map(|n| n.clone()) else {
             return;
         };
+        let path = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // A metacopy's data stays at the same path of its lower layer, which is not reachable
+        // by name once the entry is gone: reopening the removed file (through /proc/PID/fd)
+        // reads it from this fd. Opened before the node lock: `dir_fd` takes the tree lock,
+        // which rename holds while it takes node locks.
+        let data = f.data.and_then(|l| {
+            let dir = self.dir_fd(parent, l).ok()?;
+            rfs::openat(&*dir, name, path, Mode::empty()).ok()
+        });
         let mut st = node.st.write();
         if st.parent != parent || st.name != name {
             return;
         }
-        let path = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         if let Ok(fd) = rfs::openat(&f.dirfd, name, path, Mode::empty()) {
-            // A metacopy's data stays at the same path of its lower layer, which is not
-            // reachable by name once the entry is gone: reopening the removed file (through
-            // /proc/PID/fd) reads it from this fd.
-            let data = f.data.and_then(|l| {
-                let dir = self.dir_fd(parent, l).ok()?;
-                rfs::openat(&*dir, name, path, Mode::empty()).ok()
-            });
             *node.pinned.lock() = Some(std::sync::Arc::new(super::Pinned { fd, data }));
         }
         st.unlinked = true;
