@@ -70,6 +70,9 @@ pub struct LayerStack {
     pub xattr_prefix: &'static str,
     /// How whiteouts are written.
     pub whiteout: Format,
+    /// Filesystems met inside a layer that no layer root is on, in the order first seen
+    /// (see [`LayerStack::ino_tag`]).
+    inner_devs: parking_lot::Mutex<Vec<u64>>,
 }
 
 /// Bits of an inode number left for the real inode when layers span filesystems.
@@ -139,7 +142,40 @@ impl LayerStack {
             work,
             xattr_prefix,
             whiteout,
+            inner_devs: Default::default(),
         })
+    }
+
+    /// The high bits that tell apart the inode numbers of device `dev`, met in layer `l`: the
+    /// layer's own tag, or, for a filesystem mounted inside a layer (a lower opened without
+    /// a private clone, which would leave submounts out, as overlayfs's does), a tag of its
+    /// own, as overlayfs `xino` gives each filesystem one. Such tags follow the order the
+    /// mount first meets the filesystems in, so its files' inode numbers may differ across
+    /// mounts; without them they would collide with the layer's.
+    pub fn ino_tag(&self, l: LayerId, dev: u64) -> u64 {
+        let layer = &self.layers[l as usize];
+        if dev == layer.dev {
+            return layer.ino_tag;
+        }
+        if let Some(other) = self.layers.iter().find(|x| x.dev == dev) {
+            return other.ino_tag;
+        }
+        let base = self
+            .layers
+            .iter()
+            .map(|x| x.ino_tag >> INO_BITS)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let mut inner = self.inner_devs.lock();
+        let i = match inner.iter().position(|d| *d == dev) {
+            Some(i) => i,
+            None => {
+                inner.push(dev);
+                inner.len() - 1
+            }
+        };
+        (base + i as u64) << INO_BITS
     }
 
     /// True when the mount has an upper layer.

@@ -69,11 +69,11 @@ fn priv_links_outside_the_layer_are_not_counted() {
 
 /// A layer directory may hold mount points, and inode numbers repeat across filesystems: two
 /// tmpfs with the same history number their files alike (per-superblock counters, mm/shmem.c),
-/// so the link index must tell them apart by device. Mounts inside a lower are seen only
+/// so the union's inode numbers and its link index must tell them apart by device. Mounts inside a lower are seen only
 /// where lowers are not opened as private clones (which, like kernel overlayfs's, leave
 /// submounts out): by a plain user without a user namespace, mounting through fusermount3.
 #[test]
-fn priv_links_in_a_mount_inside_a_layer_are_counted_apart() {
+fn priv_a_mount_inside_a_layer_keeps_its_own_inodes_and_links() {
     if !require_all(&[Need::Root, Need::Fuse, Need::UnprivUser]) {
         return;
     }
@@ -94,14 +94,14 @@ fn priv_links_in_a_mount_inside_a_layer_are_counted_apart() {
     };
     let low = fx.lower(0).to_path_buf();
     let _outer = tmpfs(&low);
-    let populate = |d: &Path| {
-        write(d.join("x"), "x");
+    let populate = |d: &Path, what: &str| {
+        write(d.join("x"), what);
         fs::hard_link(d.join("x"), d.join("y")).unwrap();
     };
-    populate(&low);
+    populate(&low, "outer");
     mkdirs(low.join("n"));
     let _inner = tmpfs(&low.join("n"));
-    populate(&low.join("n"));
+    populate(&low.join("n"), "inner");
     let (a, b) = (lstat(low.join("x")), lstat(low.join("n/x")));
     assert_eq!(
         a.ino(),
@@ -132,9 +132,20 @@ fn priv_links_in_a_mount_inside_a_layer_are_counted_apart() {
     ]);
     let _mounted = MountGuard::new(&fx.mnt);
     let names: Vec<_> = ["x", "y", "n/x", "n/y"].iter().map(|f| fx.m(f)).collect();
-    let mut args: Vec<&std::ffi::OsStr> = vec!["stat".as_ref(), "-c".as_ref(), "%h".as_ref()];
+    // Two inodes, each with its two names and its own data: the union numbers the inner
+    // filesystem's files apart from the outer's (else the kernel takes them for one inode).
+    let mut args: Vec<&std::ffi::OsStr> = vec!["stat".as_ref(), "-c".as_ref(), "%h %i".as_ref()];
     args.extend(names.iter().map(|p| p.as_os_str()));
-    assert_eq!(as_user(&args), "2\n2\n2\n2\n");
+    let out = as_user(&args);
+    let rows: Vec<&str> = out.lines().collect();
+    assert!(rows.iter().all(|r| r.starts_with("2 ")), "{out}");
+    assert!(
+        rows[0] == rows[1] && rows[2] == rows[3] && rows[0] != rows[2],
+        "{out}"
+    );
+    let mut cat: Vec<&std::ffi::OsStr> = vec!["cat".as_ref()];
+    cat.extend(names.iter().map(|p| p.as_os_str()));
+    assert_eq!(as_user(&cat), "outerouterinnerinner");
     as_user(&["fusermount3".as_ref(), "-u".as_ref(), fx.mnt.as_os_str()]);
 }
 

@@ -244,7 +244,8 @@ impl Union {
         s: &Stat,
         origin: impl FnOnce() -> Option<Ino>,
     ) -> bool {
-        self.tagged(l, s.st_ino) == node.ino || (self.is_upper(l) && origin() == Some(node.ino))
+        self.tagged(l, s.st_dev, s.st_ino) == node.ino
+            || (self.is_upper(l) && origin() == Some(node.ino))
     }
 
     /// `stat` of `ino`; with `fh`, of the open file (so an unlinked open file stays usable).

@@ -149,7 +149,7 @@ impl Union {
             dirfd: updir,
             data: None,
         };
-        let ino = self.tagged(UPPER, st.st_ino);
+        let ino = self.tagged(UPPER, st.st_dev, st.st_ino);
         let node = self.remember(ino, parent, name, &found);
         let attr = self.attr_of(&node, &st, 1);
         let fh = file.map(|fd| {

@@ -217,6 +217,8 @@ impl Union {
             };
             let mut hidden_below: Vec<Vec<u8>> = Vec::new();
             let mut here: HashMap<Vec<u8>, (FileType, u64)> = HashMap::new();
+            // A directory of a filesystem mounted inside the layer numbers its own entries.
+            let dev = rfs::fstat(&dirfd).op("fstat")?.st_dev;
             let mut d = Dir::read_from(&dirfd).op("readdir")?;
             while let Some(e) = d.read() {
                 let e = e.op("readdir")?;
@@ -236,7 +238,7 @@ impl Union {
                 let os = OsStr::from_bytes(&name);
                 let needs_stat = matches!(kind, FileType::CharacterDevice | FileType::Unknown)
                     || self.is_upper(l);
-                let mut ino = self.tagged(l, d_ino);
+                let mut ino = self.tagged(l, dev, d_ino);
                 if needs_stat {
                     let Ok(s) = rfs::statat(&dirfd, os, AtFlags::SYMLINK_NOFOLLOW) else {
                         continue;

@@ -533,11 +533,12 @@ impl Union {
                 return o;
             }
         }
-        self.tagged(l, st.st_ino)
+        self.tagged(l, st.st_dev, st.st_ino)
     }
 
-    pub(crate) fn tagged(&self, l: LayerId, ino: u64) -> Ino {
-        let tag = self.stack.layers[l as usize].ino_tag;
+    /// Inode number `ino` of device `dev` in layer `l`, as the union shows it.
+    pub(crate) fn tagged(&self, l: LayerId, dev: u64, ino: u64) -> Ino {
+        let tag = self.stack.ino_tag(l, dev);
         let mask = (1u64 << INO_BITS) - 1;
         let low = if ino > mask {
             (ino ^ (ino >> INO_BITS)) & mask

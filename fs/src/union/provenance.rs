@@ -319,7 +319,7 @@ impl Union {
             };
             let entry = if deleted {
                 DirEntry {
-                    ino: self.tagged(0, deletion_ino(rel, &name)),
+                    ino: self.tagged(0, self.stack.layers[0].dev, deletion_ino(rel, &name)),
                     name,
                     kind: FileType::CharacterDevice,
                     layer: 0,
@@ -327,7 +327,7 @@ impl Union {
             } else {
                 DirEntry {
                     name,
-                    ino: self.tagged(0, e.ino()),
+                    ino: self.tagged(0, self.stack.layers[0].dev, e.ino()),
                     kind: e.file_type(),
                     layer: 0,
                 }
@@ -356,7 +356,8 @@ impl Union {
                         .resolve_layers(rel, &below, OsStr::from_bytes(&name))?
                         .is_some()
                     {
-                        let ino = self.tagged(0, deletion_ino(rel, &name));
+                        let ino =
+                            self.tagged(0, self.stack.layers[0].dev, deletion_ino(rel, &name));
                         seen.insert(name.clone());
                         entries.push(DirEntry {
                             name,
