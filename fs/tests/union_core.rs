@@ -647,4 +647,10 @@ fn shadows_stop_at_what_a_middle_layer_deleted() {
     );
     assert_eq!(shadows("k"), vec![2, 3]);
     assert_eq!(shadows("p"), vec![3]);
+    drop(u);
+    // An opaque root in the middle layer hides everything below it.
+    write(&t.lower(1).join(".wh..wh..opq"), "");
+    let u = t.union(3, "");
+    let shadows = |p: &str| u.provenance(lookup(&u, p).unwrap()).unwrap().shadows;
+    assert_eq!(shadows("k"), vec![2]);
 }

@@ -439,9 +439,12 @@ impl Union {
     }
 
     /// True when layer `m` removes union path `rel` from the layers below it: a whiteout at
-    /// `rel` (either format), or an ancestor of `rel` that is a whiteout, not a directory, or
-    /// an opaque directory. Reached without following symlinks.
+    /// `rel` (either format), or an ancestor of `rel` (the root too) that is a whiteout, not
+    /// a directory, or an opaque directory. Reached without following symlinks.
     fn layer_removes(&self, m: LayerId, rel: &[u8]) -> bool {
+        if self.is_opaque_root(m) {
+            return true;
+        }
         let parts: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
         let mut dir: Vec<u8> = b".".to_vec();
         for (i, name) in parts.iter().enumerate() {
