@@ -509,6 +509,12 @@ impl Union {
 
     /// Where node `ino` comes from.
     pub fn provenance(&self, ino: Ino) -> Result<Provenance> {
+        self.provenance_of(ino, true)
+    }
+
+    /// [`Union::provenance`], with the shadows only when `shadows` (a walk of the layers
+    /// below, which `user.strata.layer` and `user.strata.state` do not need).
+    fn provenance_of(&self, ino: Ino, shadows: bool) -> Result<Provenance> {
         let node = self.node(ino)?;
         let st = node.state();
         if st.unlinked {
@@ -538,7 +544,7 @@ impl Union {
             self.rel_path(ino)?
         };
         let dfd = self.parent_fd(&st, top)?;
-        Ok(self.provenance_at(&rel, &st.layers, st.kind, &dfd, &st.name))
+        Ok(self.provenance_at(&rel, &st.layers, st.kind, &dfd, &st.name, shadows))
     }
 
     /// Where the entry at union path `rel` comes from, given the layers that supply it and its
@@ -550,9 +556,14 @@ impl Union {
         kind: FileType,
         dfd: &OwnedFd,
         name: &OsStr,
+        with_shadows: bool,
     ) -> Provenance {
         let top = layers[0];
-        let shadows = self.shadowed(rel, layers);
+        let shadows = if with_shadows {
+            self.shadowed(rel, layers)
+        } else {
+            Vec::new()
+        };
         let state = if kind == FileType::Directory && self.is_opaque_dir(dfd, name) {
             State::Opaque
         } else if !self.is_upper(top) {
@@ -627,7 +638,7 @@ impl Union {
         }
         let kind = FileType::from_raw_mode(f.st.st_mode);
         let rel = join_rel(&rel_dir, child.as_bytes());
-        let p = self.provenance_at(&rel, &f.layers, kind, &f.dirfd, child);
+        let p = self.provenance_at(&rel, &f.layers, kind, &f.dirfd, child, key == b"shadows");
         self.provenance_value(key, &p)
     }
 
@@ -667,7 +678,9 @@ impl Union {
             }
             // How many inodes the daemon keeps now (bounded by `max_inodes=`, see prune.rs).
             b"inodes" if ino == ROOT => Ok(self.nodes.len().to_string().into_bytes()),
-            b"layer" | b"state" | b"shadows" => self.provenance_value(key, &self.provenance(ino)?),
+            b"layer" | b"state" | b"shadows" => {
+                self.provenance_value(key, &self.provenance_of(ino, key == b"shadows")?)
+            }
             _ => Err(Self::no_provenance()),
         }
     }
