@@ -55,6 +55,9 @@ fn priv_chmod_copies_metadata_only_and_reads_the_lower_data() {
     assert!(read(fx.m("f")) == data(), "the union reads other data");
     assert_eq!(xattr_get(fx.m("f"), "user.x").unwrap(), b"1");
     assert_eq!(xattr_get(fx.m("f"), "user.y").unwrap(), b"2");
+    // Its provenance: the upper; the lower it reads its data from is not hidden by it.
+    assert_eq!(xattr_get(fx.m("f"), "user.strata.layer").unwrap(), b"upper");
+    assert_eq!(xattr_get(fx.m("f"), "user.strata.shadows").unwrap(), b"");
     let names = xattr_list(fx.m("f")).unwrap();
     assert!(
         !names.iter().any(|n| n.contains("metacopy")),

@@ -476,14 +476,16 @@ impl Union {
     }
 
     /// The layers below `entry[0]` whose object at union path `rel` the entry (made of the
-    /// layers `entry`) keeps out of the union. An object that a layer between them removed (a
+    /// layers `entry`, with its data in layer `data` if it is a metacopy) keeps out of the
+    /// union. An object that a layer between them removed (a
     /// whiteout, an opaque or replaced ancestor) was deleted there, not shadowed by the entry;
     /// what the entry's own layers do (an opaque parent, a `.wh.` marker) is the entry's.
-    fn shadowed(&self, rel: &[u8], entry: &[LayerId]) -> Vec<LayerId> {
+    fn shadowed(&self, rel: &[u8], entry: &[LayerId], data: Option<LayerId>) -> Vec<LayerId> {
         let n = self.stack.layers.len() as LayerId;
         let mut out = Vec::new();
         for l in entry[0] + 1..n {
-            if entry.contains(&l) {
+            // A metacopy's data layer is read, not hidden.
+            if entry.contains(&l) || data == Some(l) {
                 continue;
             }
             if self.layer_has(l, rel) {
@@ -544,7 +546,8 @@ impl Union {
             self.rel_path(ino)?
         };
         let dfd = self.parent_fd(&st, top)?;
-        Ok(self.provenance_at(&rel, &st.layers, st.kind, &dfd, &st.name, shadows))
+        let entry = (st.layers.as_slice(), st.data);
+        Ok(self.provenance_at(&rel, entry, st.kind, &dfd, &st.name, shadows))
     }
 
     /// Where the entry at union path `rel` comes from, given the layers that supply it and its
@@ -552,7 +555,7 @@ impl Union {
     fn provenance_at(
         &self,
         rel: &[u8],
-        layers: &[LayerId],
+        (layers, data): (&[LayerId], Option<LayerId>),
         kind: FileType,
         dfd: &OwnedFd,
         name: &OsStr,
@@ -560,7 +563,7 @@ impl Union {
     ) -> Provenance {
         let top = layers[0];
         let shadows = if with_shadows {
-            self.shadowed(rel, layers)
+            self.shadowed(rel, layers, data)
         } else {
             Vec::new()
         };
@@ -638,7 +641,8 @@ impl Union {
         }
         let kind = FileType::from_raw_mode(f.st.st_mode);
         let rel = join_rel(&rel_dir, child.as_bytes());
-        let p = self.provenance_at(&rel, &f.layers, kind, &f.dirfd, child, key == b"shadows");
+        let entry = (f.layers.as_slice(), f.data);
+        let p = self.provenance_at(&rel, entry, kind, &f.dirfd, child, key == b"shadows");
         self.provenance_value(key, &p)
     }
 
