@@ -411,15 +411,12 @@ fn complete_removed_metacopy(u: &Union, node: &Arc<Node>) -> Result<()> {
     let from = Union::reopen(data, OFlags::RDONLY)?;
     let to = Union::reopen(&p, OFlags::RDWR)?;
     let meta = rfs::fstat(&to).op("copy-up: stat")?;
-    let cap = xattr_value(&to, "security.capability");
+    let cap = sized(|b| rfs::fgetxattr(&to, "security.capability", b), 256).ok();
     copy_data(&from, &to, meta.st_size as u64)?;
     // FICLONE takes the data file's size.
     rfs::ftruncate(&to, meta.st_size as u64).op("copy-up: truncate")?;
     // Both namespaces, as `is_metacopy` reads both.
-    for mark in [
-        "trusted.overlay.strata.metacopy",
-        "user.overlay.strata.metacopy",
-    ] {
+    for mark in crate::union::METACOPY_XATTRS {
         match rfs::fremovexattr(&to, mark) {
             Ok(()) | Err(Errno::NODATA) | Err(Errno::PERM) | Err(Errno::NOTSUP) => {}
             Err(e) => return Err(Error::new("copy-up: clear metacopy mark", e)),
@@ -429,29 +426,13 @@ fn complete_removed_metacopy(u: &Union, node: &Arc<Node>) -> Result<()> {
         let _ = rfs::fsetxattr(&to, "security.capability", &v, rfs::XattrFlags::empty());
     }
     let _ = rfs::fchmod(&to, Mode::from_raw_mode(meta.st_mode & 0o7777));
-    let ts = |sec: i64, nsec: i64| rfs::Timespec {
-        tv_sec: sec,
-        tv_nsec: nsec as _,
-    };
-    let times = Timestamps {
-        last_access: ts(meta.st_atime, meta.st_atime_nsec as i64),
-        last_modification: ts(meta.st_mtime, meta.st_mtime_nsec as i64),
-    };
-    let _ = rfs::futimens(&to, &times);
+    let _ = rfs::futimens(&to, &stat_times(&meta));
     if !u.cfg.volatile {
         rfs::fsync(&to).op("copy-up: fsync")?;
     }
     node.st.write().data = None;
     *node.xattr_names.lock() = None;
     Ok(())
-}
-
-/// The value of xattr `name` of `fd`, if it has one.
-fn xattr_value(fd: &OwnedFd, name: &str) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
-    let n = rfs::fgetxattr(fd, name, &mut buf[..]).ok()?;
-    buf.truncate(n);
-    Some(buf)
 }
 
 /// Creates the temp file `tmp` in `work` that a copy is made in.

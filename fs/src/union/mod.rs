@@ -38,7 +38,7 @@ pub use dir::NewKind;
 pub use listing::{DirEntry, DirStream, Listing};
 pub use provenance::{Change, DiffCounts, Provenance, State, VIRTUAL_PREFIX};
 pub use prune::PruneHook;
-pub(crate) use resolve::METACOPY_MIN;
+pub(crate) use resolve::{METACOPY_MIN, METACOPY_XATTRS};
 
 use crate::error::{Error, Op, Result};
 use crate::idmap::IdMap;

@@ -103,14 +103,6 @@ pub struct DiffCounts {
     pub deleted: u64,
 }
 
-/// Splits a union path into its parent and last name (`a/b/c` → `a/b`, `c`; `c` → `.`, `c`).
-fn split_rel(rel: &[u8]) -> (&[u8], &[u8]) {
-    match rel.iter().rposition(|b| *b == b'/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => (b".", rel),
-    }
-}
-
 fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
     if dir == b"." {
         return name.to_vec();
@@ -438,41 +430,39 @@ impl Union {
         Ok(c)
     }
 
-    /// True when layer `m` removes union path `rel` from the layers below it: a whiteout at
-    /// `rel` (either format), or an ancestor of `rel` (the root too) that is a whiteout, not
-    /// a directory, or an opaque directory. Reached without following symlinks.
-    fn layer_removes(&self, m: LayerId, rel: &[u8]) -> bool {
-        if self.is_opaque_root(m) {
-            return true;
-        }
+    /// What layer `m` holds at union path `rel`: whether it has an object there (not a
+    /// whiteout), and whether it removes the path from the layers below it: a whiteout at
+    /// `rel` (either format), or an ancestor (the root too) that is a whiteout, not a
+    /// directory, or opaque. One walk down from the layer root, following no symlink.
+    fn layer_at(&self, m: LayerId, rel: &[u8]) -> (bool, bool) {
+        let Ok(mut dfd) = self.open_rel(m, b".", OFlags::PATH) else {
+            return (false, false);
+        };
+        let mut removes = self.is_opaque_root(m);
         let parts: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
-        let mut dir: Vec<u8> = b".".to_vec();
         for (i, name) in parts.iter().enumerate() {
-            let Ok(dfd) = self.open_rel(m, &dir, OFlags::PATH) else {
-                return false;
-            };
             let name = OsStr::from_bytes(name);
-            if Self::has_wh(&dfd, name) {
-                return true;
-            }
-            let st = match rfs::statat(&dfd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(_) => return false,
+            removes |= Self::has_wh(&dfd, name);
+            let Ok(st) = rfs::statat(&dfd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                return (false, removes);
             };
             if whiteout::is_char_whiteout(&st) {
-                return true;
+                return (false, true);
             }
             if i + 1 == parts.len() {
-                return false;
+                return (true, removes);
             }
-            if FileType::from_raw_mode(st.st_mode) != FileType::Directory
-                || self.is_opaque_dir(&dfd, name)
-            {
-                return true;
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                return (false, true);
             }
-            dir = join_rel(&dir, name.as_bytes());
+            removes |= self.is_opaque_dir(&dfd, name);
+            let fl = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            dfd = match rfs::openat(&dfd, name, fl, rfs::Mode::empty()) {
+                Ok(d) => d,
+                Err(_) => return (false, removes),
+            };
         }
-        false
+        (false, removes)
     }
 
     /// The layers below `entry[0]` whose object at union path `rel` the entry (made of the
@@ -488,25 +478,15 @@ impl Union {
             if entry.contains(&l) || data == Some(l) {
                 continue;
             }
-            if self.layer_has(l, rel) {
+            let (has, removes) = self.layer_at(l, rel);
+            if has {
                 out.push(l);
             }
-            if self.layer_removes(l, rel) {
+            if removes {
                 break;
             }
         }
         out
-    }
-
-    /// True when layer `l` holds an object (not a whiteout) at union path `rel`, reached
-    /// without following symlinks.
-    fn layer_has(&self, l: LayerId, rel: &[u8]) -> bool {
-        let (dir, name) = split_rel(rel);
-        let Ok(dfd) = self.open_rel(l, dir, OFlags::PATH) else {
-            return false;
-        };
-        rfs::statat(&dfd, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|s| !whiteout::is_char_whiteout(&s))
     }
 
     /// Where node `ino` comes from.
@@ -713,9 +693,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn split_and_join() {
-        assert_eq!(split_rel(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
-        assert_eq!(split_rel(b"c"), (&b"."[..], &b"c"[..]));
+    fn join() {
         assert_eq!(join_rel(b".", b"x"), b"x".to_vec());
         assert_eq!(join_rel(b"a", b"x"), b"a/x".to_vec());
     }

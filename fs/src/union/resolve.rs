@@ -20,6 +20,13 @@ use crate::whiteout;
 /// about a millisecond, and their size keeps a metacopy recognizable by its blocks.
 pub(crate) const METACOPY_MIN: u64 = 1 << 20;
 
+/// The mark of a metacopy, in both namespaces: the layer may have been the upper of a mount
+/// with the other one (root writes `trusted.`, a plain user and a read-only view read `user.`).
+pub(crate) const METACOPY_XATTRS: [&str; 2] = [
+    "trusted.overlay.strata.metacopy",
+    "user.overlay.strata.metacopy",
+];
+
 impl Union {
     /// True when the root of layer `l` is marked opaque.
     pub(crate) fn is_opaque_root(&self, l: LayerId) -> bool {
@@ -80,15 +87,10 @@ impl Union {
         {
             return false;
         }
-        // Both namespaces: the layer may have been the upper of a mount with the other one
-        // (root writes `trusted.`, a plain user and a read-only view read `user.`).
         let p = Self::proc_path(dirfd, name);
-        [
-            "trusted.overlay.strata.metacopy",
-            "user.overlay.strata.metacopy",
-        ]
-        .iter()
-        .any(|x| rfs::lgetxattr(OsStr::from_bytes(&p), *x, &mut [0u8; 0][..]).is_ok())
+        METACOPY_XATTRS
+            .iter()
+            .any(|x| rfs::lgetxattr(OsStr::from_bytes(&p), *x, &mut [0u8; 0][..]).is_ok())
     }
 
     /// The layer among `below` (the layers under a metacopy file) whose `name` holds its
