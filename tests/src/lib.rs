@@ -30,10 +30,12 @@ pub mod reference;
 mod snapshot;
 pub mod store;
 pub mod trace;
+mod user;
 
 pub use fsutil::*;
 pub use snapshot::*;
 pub use tempfile;
+pub use user::*;
 
 /// How long a mount program may take to return (and close its stdio) before a test fails.
 pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -195,19 +197,6 @@ fn probe_kernel_overlay() -> Result<(), String> {
     Ok(())
 }
 
-/// Name of the unprivileged account the rootless tests run as.
-pub const UNPRIV_USER: &str = "strata-test";
-
-/// uid and gid of [`UNPRIV_USER`], if it exists.
-pub fn unpriv_ids() -> Option<(u32, u32)> {
-    let passwd = fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 4 && f[0] == UNPRIV_USER)
-            .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
-    })
-}
-
 fn probe_unpriv_user() -> Result<(), String> {
     check(Need::Root)?;
     if unpriv_ids().is_none() {
@@ -239,10 +228,8 @@ fn probe_unpriv_user() -> Result<(), String> {
             mode & 0o777
         ));
     }
-    let out = Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"))
-        .args(["--clear-groups", "unshare", "-Urm", "true"])
+    let out = unpriv_command(uid, gid)
+        .args(["unshare", "-Urm", "true"])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run setpriv: {e}"))?;

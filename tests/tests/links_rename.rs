@@ -110,11 +110,8 @@ fn priv_a_mount_inside_a_layer_keeps_its_own_inodes_and_links() {
     );
     assert_ne!(a.dev(), b.dev());
     let as_user = |args: &[&std::ffi::OsStr]| {
-        let mut c = std::process::Command::new("setpriv");
-        c.arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={gid}"))
-            .arg("--clear-groups")
-            .args(args);
+        let mut c = unpriv_command(uid, gid);
+        c.args(args);
         let out = run_timeout(&mut c, MOUNT_TIMEOUT);
         assert!(
             out.status.success(),

@@ -3,7 +3,6 @@
 //! refuse, the umask, sticky and setgid directories.
 
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 
 use strata_tests::*;
 
@@ -49,11 +48,8 @@ fn priv_non_root_user_permissions_through_a_root_mount() {
     chmod(fx.l(0, "closed"), 0o755);
     chmod(&fx.upper, 0o755);
     fx.mount();
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"))
-        .args(["--clear-groups", "sh", "-c", SCRIPT, "sh"])
-        .arg(&fx.mnt);
+    let mut cmd = unpriv_command(uid, gid);
+    cmd.args(["sh", "-c", SCRIPT, "sh"]).arg(&fx.mnt);
     let out = run_timeout(&mut cmd, MOUNT_TIMEOUT);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let got: Vec<&str> = text.lines().collect();

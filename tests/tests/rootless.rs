@@ -4,7 +4,6 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 
 use strata_tests::*;
 
@@ -56,18 +55,8 @@ fn priv_rootless_mount_in_a_user_namespace() {
         chown_tree(&d, uid, gid);
     }
     let lower_before = snapshot(fx.lower(0));
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"))
-        .args([
-            "--clear-groups",
-            "unshare",
-            "-Urm",
-            "sh",
-            "-c",
-            SCRIPT,
-            "sh",
-        ])
+    let mut cmd = unpriv_command(uid, gid);
+    cmd.args(["unshare", "-Urm", "sh", "-c", SCRIPT, "sh"])
         .arg(mount_program())
         .arg(fx.lower(0))
         .arg(&fx.upper)

@@ -178,18 +178,8 @@ fn priv_setid_bits_rootless() {
     for d in [fx.lower(0), &fx.upper, &fx.work, &fx.mnt] {
         lchown(d, uid, gid);
     }
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"))
-        .args([
-            "--clear-groups",
-            "unshare",
-            "-Urm",
-            "sh",
-            "-c",
-            ROOTLESS,
-            "sh",
-        ])
+    let mut cmd = unpriv_command(uid, gid);
+    cmd.args(["unshare", "-Urm", "sh", "-c", ROOTLESS, "sh"])
         .arg(mount_program())
         .arg(fx.lower(0))
         .arg(&fx.upper)

@@ -45,11 +45,8 @@ impl Rootless {
 
     /// `setpriv ... PROG` as the user, to add arguments to.
     fn user_cmd(&self, prog: impl AsRef<OsStr>) -> Command {
-        let mut c = Command::new("setpriv");
-        c.arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .arg("--clear-groups")
-            .arg(prog);
+        let mut c = unpriv_command(self.uid, self.gid);
+        c.arg(prog);
         c
     }
 

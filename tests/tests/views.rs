@@ -635,14 +635,8 @@ fn views_work_rootless() {
     let archive = st.input(&read(testdata("bb-2layer.oci-archive.tar")));
     lchown(&archive, uid, gid);
     let as_user = |args: &[&str]| -> std::process::Output {
-        let mut c = std::process::Command::new("setpriv");
-        c.arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={gid}"))
-            .arg("--clear-groups")
-            .arg(bin("strata"))
-            .arg("--root")
-            .arg(&st.root)
-            .args(args);
+        let mut c = unpriv_command(uid, gid);
+        c.arg(bin("strata")).arg("--root").arg(&st.root).args(args);
         let out = run_timeout(&mut c, MOUNT_TIMEOUT);
         assert!(
             out.status.success(),
@@ -652,12 +646,8 @@ fn views_work_rootless() {
         out
     };
     let sh = |script: &str, arg: &Path| -> String {
-        let mut c = std::process::Command::new("setpriv");
-        c.arg(format!("--reuid={uid}"))
-            .arg(format!("--regid={gid}"))
-            .arg("--clear-groups")
-            .args(["sh", "-c", script, "sh"])
-            .arg(arg);
+        let mut c = unpriv_command(uid, gid);
+        c.args(["sh", "-c", script, "sh"]).arg(arg);
         let out = run_timeout(&mut c, MOUNT_TIMEOUT);
         assert!(out.status.success(), "{script}: {}", show(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
